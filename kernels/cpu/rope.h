@@ -1,0 +1,72 @@
+// Rotary position embedding (RoPE), half-split form as in the speedrun.
+//
+// For a head vector x of size D at position t, with x1 = x[:D/2], x2 = x[D/2:]
+// and angle_i = t * base^(-2i/D):
+//   y1 = x1*cos + x2*sin
+//   y2 = -x1*sin + x2*cos
+// This is an orthogonal map, so the backward applies the transpose:
+//   dx1 = dy1*cos - dy2*sin
+//   dx2 = dy1*sin + dy2*cos
+// Layout: (B, T, H, D) contiguous; in-place is allowed (out == in).
+#pragma once
+
+#include <cmath>
+#include <vector>
+
+namespace muongpt::cpu {
+
+// cos/sin tables of shape (T, D/2), computed in double then rounded to T.
+template <class T>
+void rope_tables(std::vector<T>& cos_table, std::vector<T>& sin_table, int Tn, int D, double base) {
+  const int half = D / 2;
+  cos_table.resize(static_cast<size_t>(Tn) * half);
+  sin_table.resize(static_cast<size_t>(Tn) * half);
+  for (int t = 0; t < Tn; ++t)
+    for (int i = 0; i < half; ++i) {
+      // inv_freq is computed in fp32 by the speedrun; we keep it in double
+      const double inv_freq = 1.0 / std::pow(base, (2.0 * i) / D);
+      const double angle = t * inv_freq;
+      cos_table[static_cast<size_t>(t) * half + i] = static_cast<T>(std::cos(angle));
+      sin_table[static_cast<size_t>(t) * half + i] = static_cast<T>(std::sin(angle));
+    }
+}
+
+template <class T>
+void rope_forward(T* out, const T* in, const T* cos_table, const T* sin_table, int B, int Tn, int H, int D) {
+  const int half = D / 2;
+#pragma omp parallel for schedule(static)
+  for (int bt = 0; bt < B * Tn; ++bt) {
+    const int t = bt % Tn;
+    const T* c = cos_table + static_cast<size_t>(t) * half;
+    const T* s = sin_table + static_cast<size_t>(t) * half;
+    for (int h = 0; h < H; ++h) {
+      const size_t base = (static_cast<size_t>(bt) * H + h) * D;
+      for (int i = 0; i < half; ++i) {
+        const T x1 = in[base + i], x2 = in[base + half + i];
+        out[base + i] = x1 * c[i] + x2 * s[i];
+        out[base + half + i] = -x1 * s[i] + x2 * c[i];
+      }
+    }
+  }
+}
+
+template <class T>
+void rope_backward(T* din, const T* dout, const T* cos_table, const T* sin_table, int B, int Tn, int H, int D) {
+  const int half = D / 2;
+#pragma omp parallel for schedule(static)
+  for (int bt = 0; bt < B * Tn; ++bt) {
+    const int t = bt % Tn;
+    const T* c = cos_table + static_cast<size_t>(t) * half;
+    const T* s = sin_table + static_cast<size_t>(t) * half;
+    for (int h = 0; h < H; ++h) {
+      const size_t base = (static_cast<size_t>(bt) * H + h) * D;
+      for (int i = 0; i < half; ++i) {
+        const T g1 = dout[base + i], g2 = dout[base + half + i];
+        din[base + i] = g1 * c[i] - g2 * s[i];
+        din[base + half + i] = g1 * s[i] + g2 * c[i];
+      }
+    }
+  }
+}
+
+}  // namespace muongpt::cpu

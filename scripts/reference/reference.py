@@ -1,0 +1,448 @@
+#!/usr/bin/env python3
+"""PyTorch reference of the muongpt model and optimizers.
+
+Builds the model described by a muongpt JSON config in PyTorch (float64),
+using PyTorch's own ops wherever one exists (scaled_dot_product_attention,
+layer_norm, gelu, cross_entropy, torch.optim.AdamW), and writes a fixture the
+C++ tests compare against (tests/unit/test_reference.cpp):
+
+  params       the random initial parameters, by muongpt parameter name
+  tokens/targets, logits, loss, grads       one forward/backward
+  train        10 optimizer steps (Muon + AdamW): batches, losses, final params
+
+Muon is written here from its definition (the speedrun's Newton-Schulz,
+momentum forms and update scales) because torch.optim.Muon orthogonalises in
+bfloat16, which is no fp32 oracle.
+
+Usage (where PyTorch is installed):
+  python3 scripts/reference/reference.py                 # regenerate all fixtures
+  python3 scripts/reference/reference.py --check         # compare with committed ones
+"""
+import argparse
+import fnmatch
+import json
+import math
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+torch.set_default_dtype(torch.float64)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURE_DIR = os.path.join(ROOT, "tests", "fixtures", "reference")
+
+# ---------------------------------------------------------------------------
+# Configurations (muongpt JSON format). Every feature of the dense-attention
+# era is on in "all_features"; "gpt2_style" covers the other side of each switch.
+# ---------------------------------------------------------------------------
+
+def adam_group(name, params, lr, **kw):
+    g = {"name": name, "type": "adamw", "params": params, "lr": lr, "betas": [0.8, 0.95], "eps": 1e-10,
+         "weight_decay": 0.0}
+    g.update(kw)
+    return g
+
+
+CONFIGS = {
+    "all_features": {
+        "model": {
+            "vocab_size": 61, "padded_vocab_size": 64, "n_layer": 4, "n_head": 2, "d_model": 12,
+            "mlp_hidden": 24, "max_seq_len": 16, "pos_embedding": "rope", "rope_base": 10000.0,
+            "norm": "rmsnorm", "norm_weight": True, "norm_eps": 1e-6, "embed_norm": True, "qkv": "fused",
+            "bias": True, "qk_norm": True, "qk_norm_position": "before_rope", "attn_scale": 0.3,
+            "activation": "relu2", "tie_embeddings": False, "logit_softcap": 4.0,
+            "mask_padded_logits": False, "attn_residual_scale": 0.9, "value_residual": True,
+            "x0_shortcut": True, "unet_skips": True,
+        },
+        "batch": {"global_tokens": 16, "micro_batch": 2, "seq_len": 8},
+        "schedule": {"kind": "wsd", "warmup_steps": 0, "cooldown_frac": 0.5, "final_lr_frac": 0.1},
+        "optim": {"groups": [
+            {"name": "hidden", "type": "muon", "params": ["blocks.*.attn.*.weight", "blocks.*.mlp.*.weight"],
+             "lr": 0.02, "weight_decay": 0.01,
+             "momentum": 0.95, "momentum_warmup_start": 0.85, "momentum_warmup_steps": 5, "nesterov": True,
+             "momentum_form": "ema", "update_scale": "original",
+             "ns": {"coefficients": "quintic", "steps": 5, "norm_scale": 1.0, "norm_eps": 1e-7}},
+            adam_group("embed", ["tok_embed"], 0.3),
+            adam_group("head", ["lm_head"], 0.01, weight_decay=0.05),
+            adam_group("rest", ["*"], 0.04),
+        ]},
+        "train": {"steps": 10},
+    },
+    "gpt2_style": {
+        "model": {
+            "vocab_size": 53, "padded_vocab_size": 56, "n_layer": 2, "n_head": 2, "d_model": 8,
+            "mlp_hidden": 0, "max_seq_len": 12, "pos_embedding": "learned", "norm": "layernorm",
+            "norm_eps": 1e-5, "embed_norm": False, "qkv": "separate", "bias": True, "qk_norm": True,
+            "qk_norm_position": "after_rope", "attn_scale": None, "activation": "gelu",
+            "tie_embeddings": True, "logit_softcap": 0.0, "mask_padded_logits": True,
+            "attn_residual_scale": 1.0, "value_residual": False, "x0_shortcut": False, "unet_skips": False,
+        },
+        "batch": {"global_tokens": 20, "micro_batch": 2, "seq_len": 10},
+        "schedule": {"kind": "cosine", "warmup_steps": 3, "cooldown_frac": 0.0, "final_lr_frac": 0.2},
+        "optim": {"groups": [
+            {"name": "hidden", "type": "muon", "params": ["blocks.*.attn.*.weight", "blocks.*.mlp.*.weight"],
+             "lr": 0.05, "weight_decay": 0.1, "momentum": 0.9, "nesterov": True, "momentum_form": "sum",
+             "update_scale": "match_rms_adamw",
+             "ns": {"coefficients": "polar_express", "steps": 5, "norm_scale": 1.02, "norm_eps": 1e-6}},
+            adam_group("rest", ["*"], 0.01, betas=[0.9, 0.99], eps=1e-8, weight_decay=0.02),
+        ]},
+        "train": {"steps": 10},
+    },
+}
+
+POLAR_EXPRESS = [
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+]
+
+# ---------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------
+
+def param_shapes(m):
+    """Parameter names and shapes, in muongpt's parameter-table order."""
+    C, L, Vp = m["d_model"], m["n_layer"], m["padded_vocab_size"]
+    Fh = m["mlp_hidden"] or 4 * C
+    layernorm = m["norm"] == "layernorm"
+    out = []
+
+    def norm(prefix):
+        if layernorm or m.get("norm_weight", False):
+            out.append((prefix + ".weight", (C,)))
+        if layernorm:
+            out.append((prefix + ".bias", (C,)))
+
+    out.append(("tok_embed", (Vp, C)))
+    if m["pos_embedding"] == "learned":
+        out.append(("pos_embed", (m["max_seq_len"], C)))
+    if m["embed_norm"]:
+        norm("embed_norm")
+    for l in range(L):
+        b = f"blocks.{l}."
+        norm(b + "norm1")
+        if m["qkv"] == "fused":
+            out.append((b + "attn.qkv.weight", (3 * C, C)))
+        else:
+            out += [(b + f"attn.{n}.weight", (C, C)) for n in "qkv"]
+        if m["bias"]:
+            if m["qkv"] == "fused":
+                out.append((b + "attn.qkv.bias", (3 * C,)))
+            else:
+                out += [(b + f"attn.{n}.bias", (C,)) for n in "qkv"]
+        out.append((b + "attn.proj.weight", (C, C)))
+        if m["bias"]:
+            out.append((b + "attn.proj.bias", (C,)))
+        if m["value_residual"]:
+            out.append((b + "attn.value_lambda", (1,)))
+        if m["x0_shortcut"]:
+            out.append((b + "x0_lambdas", (2,)))
+        norm(b + "norm2")
+        out.append((b + "mlp.fc.weight", (Fh, C)))
+        if m["bias"]:
+            out.append((b + "mlp.fc.bias", (Fh,)))
+        out.append((b + "mlp.proj.weight", (C, Fh)))
+        if m["bias"]:
+            out.append((b + "mlp.proj.bias", (C,)))
+    if m["unet_skips"]:
+        out.append(("skip_weights", (L // 2,)))
+    norm("final_norm")
+    if not m["tie_embeddings"]:
+        out.append(("lm_head", (Vp, C)))
+    return out
+
+
+def qkv_weight(P, b, m):
+    if m["qkv"] == "fused":
+        return P[b + "attn.qkv.weight"], P.get(b + "attn.qkv.bias")
+    w = torch.cat([P[b + f"attn.{n}.weight"] for n in "qkv"])
+    bias = torch.cat([P[b + f"attn.{n}.bias"] for n in "qkv"]) if m["bias"] else None
+    return w, bias
+
+
+def rope(x, base):
+    """Half-split rotary embedding with the speedrun's sign convention; x is (B, T, H, D)."""
+    T, D = x.shape[1], x.shape[3]
+    inv_freq = 1.0 / (base ** (torch.arange(0, D, 2, dtype=torch.float64) / D))
+    freqs = torch.outer(torch.arange(T, dtype=torch.float64), inv_freq)
+    cos, sin = freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
+    x1, x2 = x[..., : D // 2], x[..., D // 2:]
+    return torch.cat([x1 * cos + x2 * sin, -x1 * sin + x2 * cos], dim=-1)
+
+
+def forward(P, m, tokens):
+    """Logits (B, T, Vp) before the softcap, and the capped logits used by the loss."""
+    B, T = tokens.shape
+    C, H, L = m["d_model"], m["n_head"], m["n_layer"]
+    D = C // H
+    eps = m["norm_eps"]
+    layernorm = m["norm"] == "layernorm"
+
+    def norm(x, prefix):
+        if layernorm:
+            return F.layer_norm(x, (C,), P[prefix + ".weight"], P[prefix + ".bias"], eps)
+        return F.rms_norm(x, (C,), P.get(prefix + ".weight"), eps)
+
+    def head_norm(x):  # per-head RMSNorm without weight (QK-norm)
+        return F.rms_norm(x, (D,), None, eps)
+
+    x = P["tok_embed"][tokens]
+    if m["pos_embedding"] == "learned":
+        x = x + P["pos_embed"][:T][None]
+    if m["embed_norm"]:
+        x = norm(x, "embed_norm")
+    x0 = x
+    scale = m["attn_scale"] if m["attn_scale"] is not None else 1.0 / math.sqrt(D)
+    enc = L // 2
+    skips = []  # stream states at block boundaries 1..enc
+    v_first = None
+    for l in range(L):
+        b = f"blocks.{l}."
+        if m["unet_skips"] and enc <= l < enc + enc:
+            i = l - enc  # decoder i adds the output of encoder block enc-1-i (a stack, as in the speedrun)
+            x = x + P["skip_weights"][i] * skips[enc - 1 - i]
+        if m["x0_shortcut"]:
+            lam = P[b + "x0_lambdas"]
+            x = lam[0] * x + lam[1] * x0
+        h = norm(x, b + "norm1")
+        w, bias = qkv_weight(P, b, m)
+        qkv = F.linear(h, w, bias)
+        q, k, v = qkv.split(C, dim=-1)
+        if m["value_residual"]:
+            if v_first is None:
+                v_first = v
+            lam = P[b + "attn.value_lambda"][0]
+            v = (1 - lam) * v + lam * v_first
+        q, k, v = (t.view(B, T, H, D) for t in (q, k, v))
+        for name in ("q", "k"):
+            t = q if name == "q" else k
+            if m["qk_norm"] and (m["qk_norm_position"] == "before_rope" or m["pos_embedding"] != "rope"):
+                t = head_norm(t)
+            if m["pos_embedding"] == "rope":
+                t = rope(t, m["rope_base"])
+            if m["qk_norm"] and m["qk_norm_position"] == "after_rope" and m["pos_embedding"] == "rope":
+                t = head_norm(t)
+            if name == "q":
+                q = t
+            else:
+                k = t
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                           is_causal=True, scale=scale)
+        y = y.transpose(1, 2).reshape(B, T, C)
+        x = x + m["attn_residual_scale"] * F.linear(y, P[b + "attn.proj.weight"], P.get(b + "attn.proj.bias"))
+        h = F.linear(norm(x, b + "norm2"), P[b + "mlp.fc.weight"], P.get(b + "mlp.fc.bias"))
+        h = F.gelu(h, approximate="tanh") if m["activation"] == "gelu" else F.relu(h).square()
+        x = x + F.linear(h, P[b + "mlp.proj.weight"], P.get(b + "mlp.proj.bias"))
+        if m["unet_skips"] and l < enc:
+            skips.append(x)
+    x = norm(x, "final_norm")
+    head = P["tok_embed"] if m["tie_embeddings"] else P["lm_head"]
+    logits = F.linear(x, head)
+    cap = m["logit_softcap"]
+    capped = cap * torch.tanh(logits / cap) if cap > 0 else logits
+    return logits, capped
+
+
+def loss_fn(P, m, tokens, targets):
+    logits, capped = forward(P, m, tokens)
+    V = m["vocab_size"] if m["mask_padded_logits"] else m["padded_vocab_size"]
+    loss = F.cross_entropy(capped[..., :V].reshape(-1, V), targets.reshape(-1))
+    return logits, loss
+
+# ---------------------------------------------------------------------------
+# Optimizers
+# ---------------------------------------------------------------------------
+
+def lr_factor(s, step, total):
+    if step < s["warmup_steps"]:
+        return (step + 1) / s["warmup_steps"]
+    final = s["final_lr_frac"]
+    if s["kind"] == "constant":
+        return 1.0
+    if s["kind"] == "wsd":
+        x = step / total
+        if s["cooldown_frac"] <= 0 or x < 1 - s["cooldown_frac"]:
+            return 1.0
+        w = (1 - x) / s["cooldown_frac"]
+        return w + (1 - w) * final
+    p = min(max((step - s["warmup_steps"]) / max(1, total - s["warmup_steps"]), 0.0), 1.0)
+    if s["kind"] == "cosine":
+        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * p))
+    return 1 + (final - 1) * p
+
+
+def ns_table(ns):
+    if ns["coefficients"] == "quintic":
+        base = [(3.4445, -4.7750, 2.0315)]
+    elif ns["coefficients"] == "polar_express":
+        base = POLAR_EXPRESS
+    else:
+        base = [tuple(r) for r in ns["custom"]]
+    return [base[min(i, len(base) - 1)] for i in range(ns["steps"])]
+
+
+def newton_schulz(G, ns):
+    X = G / (ns["norm_scale"] * G.norm() + ns["norm_eps"])
+    tall = X.shape[0] > X.shape[1]
+    if tall:
+        X = X.T
+    for a, b, c in ns_table(ns):
+        A = X @ X.T
+        Bm = b * A + c * (A @ A)
+        X = a * X + Bm @ X
+    return X.T if tall else X
+
+
+def update_scale(mode, rows, cols):
+    return {"original": math.sqrt(max(1.0, rows / cols)),
+            "match_rms_adamw": 0.2 * math.sqrt(max(rows, cols)),
+            "sqrt_max_dim": math.sqrt(max(rows, cols)),
+            "none": 1.0}[mode]
+
+
+class Muon:
+    def __init__(self, named_params, group):
+        self.params = named_params
+        self.g = group
+        self.buf = {n: torch.zeros_like(p) for n, p in named_params}
+
+    @torch.no_grad()
+    def step(self, step, lr):
+        g = self.g
+        mu = g.get("momentum", 0.95)
+        start, warm = g.get("momentum_warmup_start", 0.0), g.get("momentum_warmup_steps", 0)
+        if warm > 0 and start > 0:
+            frac = min(1.0, step / warm)
+            mu = (1 - frac) * start + frac * mu
+        for name, p in self.params:
+            grad, buf = p.grad, self.buf[name]
+            if g.get("momentum_form", "ema") == "ema":
+                buf.lerp_(grad, 1 - mu)
+                u = grad.lerp(buf, mu) if g.get("nesterov", True) else buf.clone()
+            else:
+                buf.mul_(mu).add_(grad)
+                u = grad + mu * buf if g.get("nesterov", True) else buf.clone()
+            blocks = 3 if name.endswith("attn.qkv.weight") else 1
+            rows = p.shape[0] // blocks
+            for i in range(blocks):
+                sl = slice(i * rows, (i + 1) * rows)
+                o = newton_schulz(u[sl], g["ns"])
+                p[sl].mul_(1 - lr * g.get("weight_decay", 0.0))
+                p[sl].add_(o, alpha=-lr * update_scale(g["update_scale"], rows, p.shape[1]))
+
+# ---------------------------------------------------------------------------
+# Fixture
+# ---------------------------------------------------------------------------
+
+def build(cfg, seed):
+    gen = torch.Generator().manual_seed(seed)
+    params = {}
+    for name, shape in param_shapes(cfg["model"]):
+        # random everywhere (zero-initialised parameters too) so every path carries signal
+        params[name] = (torch.rand(shape, generator=gen) * 1.2 - 0.6).requires_grad_(True)
+    return params
+
+
+def random_batch(cfg, gen):
+    B, T, V = cfg["batch"]["micro_batch"], cfg["batch"]["seq_len"], cfg["model"]["vocab_size"]
+    seq = torch.randint(0, V, (B, T + 1), generator=gen)
+    return seq[:, :-1].contiguous(), seq[:, 1:].contiguous()
+
+
+def flat(t):
+    return [float(f"{v:.12g}") for v in t.detach().reshape(-1).tolist()]
+
+
+def make_fixture(name, cfg):
+    m = cfg["model"]
+    params = build(cfg, seed=1234)
+    gen = torch.Generator().manual_seed(99)
+    tokens, targets = random_batch(cfg, gen)
+    initial = {n: flat(p) for n, p in params.items()}
+
+    logits, loss = loss_fn(params, m, tokens, targets)
+    loss.backward()
+    grads = {n: flat(p.grad) for n, p in params.items()}
+
+    # 10 optimizer steps on fresh batches, starting from the same initial parameters
+    for p in params.values():
+        p.grad = None
+    groups = cfg["optim"]["groups"]
+    assignment = {g["name"]: [] for g in groups}
+    for pname, _ in param_shapes(m):
+        for g in groups:
+            if any(fnmatch.fnmatchcase(pname, pat) for pat in g["params"]):
+                assignment[g["name"]].append((pname, params[pname]))
+                break
+    optimizers = []
+    for g in groups:
+        named = assignment[g["name"]]
+        if not named:
+            continue
+        if g["type"] == "muon":
+            optimizers.append((g, Muon(named, g)))
+        else:
+            opt = torch.optim.AdamW([p for _, p in named], lr=g["lr"], betas=tuple(g["betas"]), eps=g["eps"],
+                                    weight_decay=g["weight_decay"])
+            optimizers.append((g, opt))
+    steps = cfg["train"]["steps"]
+    batches, losses = [], []
+    for step in range(steps):
+        tok, tgt = random_batch(cfg, gen)
+        batches.append({"tokens": tok.reshape(-1).tolist(), "targets": tgt.reshape(-1).tolist()})
+        for p in params.values():
+            p.grad = None
+        _, step_loss = loss_fn(params, m, tok, tgt)
+        step_loss.backward()
+        losses.append(float(step_loss.detach()))
+        factor = lr_factor(cfg["schedule"], step, steps)
+        for g, opt in optimizers:
+            lr = g["lr"] * factor
+            if isinstance(opt, Muon):
+                opt.step(step, lr)
+            else:
+                for pg in opt.param_groups:
+                    pg["lr"] = lr
+                opt.step()
+
+    return {
+        "about": f"generated by scripts/reference/reference.py with torch {torch.__version__} (float64)",
+        "config": cfg,
+        "params": initial,
+        "tokens": tokens.reshape(-1).tolist(),
+        "targets": targets.reshape(-1).tolist(),
+        "logits": flat(logits),
+        "loss": float(loss.detach()),
+        "grads": grads,
+        "train": {"batches": batches, "losses": losses, "final_params": {n: flat(p) for n, p in params.items()}},
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="regenerate in memory and compare with the committed files")
+    ap.add_argument("--out", default=FIXTURE_DIR, help="fixture directory")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    status = 0
+    for name, cfg in CONFIGS.items():
+        fixture = make_fixture(name, cfg)
+        path = os.path.join(args.out, f"{name}.json")
+        text = json.dumps(fixture, separators=(",", ":")) + "\n"
+        if args.check:
+            same = os.path.exists(path) and json.load(open(path))["loss"] == fixture["loss"]
+            print(f"{path}: {'matches' if same else 'DIFFERS'}")
+            status |= 0 if same else 1
+        else:
+            with open(path, "w") as f:
+                f.write(text)
+            print(f"wrote {path} ({len(text) / 1024:.0f} KiB): loss {fixture['loss']:.6f}, "
+                  f"10-step losses {fixture['train']['losses'][0]:.4f} -> {fixture['train']['losses'][-1]:.4f}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+// muongpt info: the resolved config, the parameter table, FLOPs and memory;
+// or statistics of token shards (--data); or the config reference.
+#include <cstdio>
+
+#include "backend/device.h"
+#include "cli/commands/commands.h"
+#include "cli/commands/run_options.h"
+#include "config/config_io.h"
+#include "data/shard.h"
+#include "model/estimate.h"
+#include "model/params.h"
+#include "optim/optimizer.h"
+#include "util/error.h"
+#include "util/format.h"
+#include "util/fs.h"
+
+namespace muongpt {
+
+namespace {
+
+void print_model_info(const RunOptions& o) {
+  std::string source;
+  Config cfg = resolve_run_config(o, source);
+  if (o.seed) cfg.train.seed = *o.seed;
+  validate_config(cfg, source, 1);
+  std::printf("# resolved config (%s)\n%s\n\n", source.c_str(), config_to_json(cfg).dump(2).c_str());
+
+  const ParamTable table(cfg.model);
+  const auto groups = assign_groups(table, cfg.optim, source);
+  std::printf("# parameters\n%-34s %-14s %12s  %-18s %s\n", "name", "shape", "numel", "role", "optimizer group");
+  for (size_t i = 0; i < table.params().size(); ++i) {
+    const auto& p = table.params()[i];
+    const auto& g = cfg.optim.groups[groups.group_of_param[i]];
+    std::printf("%-34s %-14s %12zu  %-18s %s (%s)\n", p.name.c_str(), p.shape_string().c_str(), p.numel,
+                role_name(p.role), g.name.c_str(), g.type.c_str());
+  }
+  const ModelEstimate e = estimate_model(cfg);
+  std::printf("\n# totals\n");
+  std::printf("parameters:            %lld (%s), of which embeddings %s\n", static_cast<long long>(e.params),
+              format_count(static_cast<double>(e.params)).c_str(),
+              format_count(static_cast<double>(e.embedding_params)).c_str());
+  std::printf("matmul parameters:     %s\n", format_count(static_cast<double>(e.matmul_params)).c_str());
+  std::printf("FLOPs per token:       %.3g (forward+backward: 6*N_matmul + 6*L*C*T)\n", e.flops_per_token);
+  std::printf("FLOPs per step:        %.3g (%lld tokens)\n", e.flops_per_token * cfg.batch.global_tokens,
+              static_cast<long long>(cfg.batch.global_tokens));
+  std::printf("memory (CPU, fp32):    params %.2f GB, grads %.2f GB, optimizer %.2f GB, activations %.2f GB, total %.2f GB\n",
+              e.param_bytes / 1e9, e.grad_bytes / 1e9, e.optimizer_bytes / 1e9, e.activation_bytes / 1e9,
+              e.total_bytes() / 1e9);
+  const DeviceReport dev = detect_devices();
+  if (dev.gpus.empty())
+    std::printf("devices:               CPU (%s)\n", dev.cuda_status.c_str());
+  for (const auto& g : dev.gpus)
+    std::printf("devices:               GPU %d: %s (sm_%d%d, %.1f GB)\n", g.index, g.name.c_str(), g.major, g.minor,
+                g.memory_gb);
+}
+
+int print_data_info(const std::string& pattern) {
+  const auto files = glob_files(pattern);
+  if (files.empty()) fail("--data: no files match \"", pattern, "\"");
+  std::printf("%-48s %14s %10s %7s %7s\n", "shard", "tokens", "documents", "min id", "max id");
+  ShardStats total;
+  total.min_id = 0xffff;
+  int bad = 0;
+  for (const auto& f : files) {
+    try {
+      Shard s(f);
+      const ShardStats st = scan_tokens(s.tokens(), s.size());
+      std::printf("%-48s %14llu %10llu %7u %7u\n", f.c_str(), static_cast<unsigned long long>(st.tokens),
+                  static_cast<unsigned long long>(st.end_of_text), st.min_id, st.max_id);
+      total.tokens += st.tokens;
+      total.end_of_text += st.end_of_text;
+      if (st.tokens) {
+        total.min_id = std::min(total.min_id, st.min_id);
+        total.max_id = std::max(total.max_id, st.max_id);
+      }
+    } catch (const Error& e) {
+      std::printf("error: %s\n", e.what());
+      ++bad;
+    }
+  }
+  std::printf("total: %zu shards, %llu tokens, %llu documents (<|endoftext|>), token ids %u..%u\n",
+              files.size() - bad, static_cast<unsigned long long>(total.tokens),
+              static_cast<unsigned long long>(total.end_of_text), total.tokens ? total.min_id : 0, total.max_id);
+  if (bad) fail(bad, " of ", files.size(), " files matching \"", pattern, "\" are not valid shards");
+  return 0;
+}
+
+}  // namespace
+
+void register_info(CLI::App& app) {
+  auto o = std::make_shared<RunOptions>();
+  auto data = std::make_shared<std::string>();
+  auto reference = std::make_shared<bool>(false);
+  auto* cmd = app.add_subcommand("info", "print a config's parameters, FLOPs and memory; shard statistics; config keys");
+  add_config_options(cmd, *o, /*with_run_dir=*/false);
+  cmd->add_option("--data", *data, "statistics of the token shards matching this glob");
+  cmd->add_flag("--config-reference", *reference, "print every config key with type, default and description");
+  cmd->callback([o, data, reference] {
+    if (*reference) {
+      std::printf("%s", config_reference_markdown().c_str());
+    } else if (!data->empty()) {
+      print_data_info(*data);
+    } else {
+      print_model_info(*o);
+    }
+  });
+}
+
+}  // namespace muongpt

@@ -1,0 +1,281 @@
+// Typed configuration: model, data, batch, schedule, optimizer groups, trainer.
+//
+// Each struct lists its fields once, in visit(): the same list drives reading
+// from JSON (with type checks and unknown-key errors that name the file and
+// the key path), writing the resolved config back to JSON, and the generated
+// reference table in the README (`muongpt info --config-reference`).
+//
+//   v(key, field, "description")                  any scalar, string or list
+//   v(key, field, "description", {"a", "b"})      a string restricted to choices
+//   v(key, nested_struct, "description")          a JSON object
+//   v(key, vector_of_structs, "description")      a JSON array of objects
+#pragma once
+
+#include <array>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace muongpt {
+
+struct InitConfig {
+  double std = 0.02;               // normal init of linear weights
+  double embed_std = 0.02;         // normal init of embeddings (and the tied head)
+  std::string linear = "normal";   // "normal" or "uniform"
+  double uniform_gain = 1.0;       // uniform bound = gain / sqrt(fan_in)
+  bool scale_proj_by_depth = false;  // output projections: std / sqrt(2 * n_layer)
+  bool zero_proj = false;          // zero-init attention and MLP output projections
+  bool zero_head = false;          // zero-init an untied lm_head
+
+  template <class V>
+  void visit(V& v) {
+    v("std", std, "standard deviation of normal-initialised linear weights");
+    v("embed_std", embed_std, "standard deviation of token/position embeddings (and a tied head)");
+    v("linear", linear, "initialisation of linear weights", {"normal", "uniform"});
+    v("uniform_gain", uniform_gain, "uniform init bound is gain/sqrt(fan_in) (1.0 = PyTorch default)");
+    v("scale_proj_by_depth", scale_proj_by_depth, "divide output-projection init by sqrt(2*n_layer) (GPT-2)");
+    v("zero_proj", zero_proj, "zero-initialise attention and MLP output projections");
+    v("zero_head", zero_head, "zero-initialise the lm_head (untied only)");
+  }
+};
+
+struct ModelConfig {
+  int vocab_size = 50257;
+  int padded_vocab_size = 50304;
+  int n_layer = 4;
+  int n_head = 4;
+  int d_model = 128;
+  int mlp_hidden = 0;  // 0 = 4 * d_model
+  int max_seq_len = 1024;
+  std::string pos_embedding = "rope";
+  double rope_base = 10000.0;
+  std::string norm = "rmsnorm";
+  bool norm_weight = false;
+  double norm_eps = 1e-6;
+  bool embed_norm = false;
+  std::string qkv = "fused";
+  bool bias = false;
+  bool qk_norm = false;
+  std::string qk_norm_position = "before_rope";
+  std::optional<double> attn_scale;
+  std::string activation = "relu2";
+  bool tie_embeddings = true;
+  double logit_softcap = 0.0;
+  bool mask_padded_logits = false;
+  double attn_residual_scale = 1.0;
+  bool value_residual = false;
+  bool x0_shortcut = false;
+  bool unet_skips = false;
+  InitConfig init;
+
+  int hidden() const { return mlp_hidden > 0 ? mlp_hidden : 4 * d_model; }
+  int head_dim() const { return d_model / n_head; }
+  double softmax_scale() const;
+
+  template <class V>
+  void visit(V& v) {
+    v("vocab_size", vocab_size, "tokenizer vocabulary size (GPT-2: 50257)");
+    v("padded_vocab_size", padded_vocab_size, "rows of the embedding/head, >= vocab_size (speedrun: 50304)");
+    v("n_layer", n_layer, "number of transformer blocks");
+    v("n_head", n_head, "attention heads per block; must divide d_model");
+    v("d_model", d_model, "width of the residual stream");
+    v("mlp_hidden", mlp_hidden, "MLP hidden width; 0 means 4*d_model");
+    v("max_seq_len", max_seq_len, "longest sequence the model accepts (rows of a learned position table)");
+    v("pos_embedding", pos_embedding, "position information", {"rope", "learned", "none"});
+    v("rope_base", rope_base, "RoPE base frequency");
+    v("norm", norm, "normalisation layer", {"rmsnorm", "layernorm"});
+    v("norm_weight", norm_weight, "RMSNorm with a learned gain (LayerNorm always has weight and bias)");
+    v("norm_eps", norm_eps, "epsilon inside the norm's square root");
+    v("embed_norm", embed_norm, "normalise the token embedding before the first block");
+    v("qkv", qkv, "one fused (3d x d) q/k/v matrix or three separate ones", {"fused", "separate"});
+    v("bias", bias, "biases on all linear layers except the head (GPT-2)");
+    v("qk_norm", qk_norm, "RMS-normalise q and k per head (no weight)");
+    v("qk_norm_position", qk_norm_position, "QK-norm before or after RoPE", {"before_rope", "after_rope"});
+    v("attn_scale", attn_scale, "softmax scale; null means 1/sqrt(head_dim) (speedrun later used 0.12)");
+    v("activation", activation, "MLP nonlinearity (gelu = tanh approximation)", {"gelu", "relu2"});
+    v("tie_embeddings", tie_embeddings, "share the token embedding with the lm_head");
+    v("logit_softcap", logit_softcap, "logits = c*tanh(logits/c); 0 disables");
+    v("mask_padded_logits", mask_padded_logits,
+      "exclude padded vocabulary columns from the softmax (llm.c); false = softmax over all (speedrun)");
+    v("attn_residual_scale", attn_residual_scale, "multiplier on the attention branch before the residual add");
+    v("value_residual", value_residual, "mix the first block's V into later blocks: v=(1-l)v+l*v1, learned l");
+    v("x0_shortcut", x0_shortcut, "each block starts with x = l0*x + l1*x0 (x0 = first-block input)");
+    v("unet_skips", unet_skips, "U-net: decoder block i adds w_i * (output of encoder block L/2-1-i)");
+    v("init", init, "parameter initialisation");
+  }
+};
+
+struct DataConfig {
+  std::string train_pattern = "data/tiny/train_*.bin";
+  std::string val_pattern = "data/tiny/val_*.bin";
+  long long val_tokens = 65536;
+
+  template <class V>
+  void visit(V& v) {
+    v("train_pattern", train_pattern, "glob of training shards (read in sorted order)");
+    v("val_pattern", val_pattern, "glob of validation shards");
+    v("val_tokens", val_tokens, "evaluate on the first N tokens of the val shards (multiple of batch.seq_len)");
+  }
+};
+
+struct BatchConfig {
+  long long global_tokens = 8192;
+  int micro_batch = 8;
+  int seq_len = 128;
+
+  template <class V>
+  void visit(V& v) {
+    v("global_tokens", global_tokens, "tokens per optimizer step over all ranks");
+    v("micro_batch", micro_batch, "sequences per forward/backward on one rank");
+    v("seq_len", seq_len, "tokens per sequence");
+  }
+};
+
+struct ScheduleConfig {
+  std::string kind = "wsd";
+  int warmup_steps = 0;
+  double cooldown_frac = 0.4;
+  double final_lr_frac = 0.0;
+
+  template <class V>
+  void visit(V& v) {
+    v("kind", kind, "learning-rate shape after warmup", {"constant", "wsd", "cosine", "linear"});
+    v("warmup_steps", warmup_steps, "linear warmup: factor (step+1)/warmup_steps for the first steps");
+    v("cooldown_frac", cooldown_frac, "wsd: fraction of steps spent in the final linear cooldown");
+    v("final_lr_frac", final_lr_frac, "lr factor reached at the last step (wsd, cosine, linear)");
+  }
+};
+
+struct NewtonSchulzConfig {
+  std::string coefficients = "quintic";
+  int steps = 5;
+  std::vector<std::vector<double>> custom;
+  double norm_scale = 1.0;
+  double norm_eps = 1e-7;
+
+  template <class V>
+  void visit(V& v) {
+    v("coefficients", coefficients, "coefficient table: quintic (3.4445,-4.7750,2.0315), Polar Express, custom",
+      {"quintic", "polar_express", "custom"});
+    v("steps", steps, "iterations; quintic repeats its triple, polar_express has 5 (more repeat the last)");
+    v("custom", custom, "custom table [[a,b,c], ...], one triple per iteration");
+    v("norm_scale", norm_scale, "X0 = G / (norm_scale*||G||_F + norm_eps) (Polar Express uses 1.02)");
+    v("norm_eps", norm_eps, "epsilon of the Frobenius normalisation");
+  }
+  std::vector<std::array<double, 3>> table() const;
+};
+
+struct OptimGroupConfig {
+  std::string name;
+  std::string type = "adamw";
+  std::vector<std::string> params;
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  // AdamW
+  std::vector<double> betas = {0.9, 0.95};
+  double eps = 1e-8;
+  // Muon
+  double momentum = 0.95;
+  double momentum_warmup_start = 0.0;  // 0 = no warmup
+  int momentum_warmup_steps = 0;
+  bool nesterov = true;
+  std::string momentum_form = "ema";
+  std::string update_scale = "original";
+  NewtonSchulzConfig ns;
+
+  // One example of each type, for the generated config reference.
+  static std::vector<OptimGroupConfig> doc_variants();
+
+  template <class V>
+  void visit(V& v) {
+    v("name", name, "group name, used in logs and checkpoints");
+    v("type", type, "optimizer", {"muon", "adamw"});
+    v("params", params, "glob patterns of parameter names (see `muongpt info`); first matching group wins");
+    v("lr", lr, "base learning rate (multiplied by the schedule)");
+    v("weight_decay", weight_decay, "decoupled weight decay: w -= lr*wd*w");
+    if (type == "adamw") {
+      v("betas", betas, "AdamW (beta1, beta2)");
+      v("eps", eps, "AdamW epsilon");
+    } else {
+      v("momentum", momentum, "Muon momentum");
+      v("momentum_warmup_start", momentum_warmup_start, "momentum at step 0 (linear warmup); 0 disables");
+      v("momentum_warmup_steps", momentum_warmup_steps, "steps of the momentum warmup");
+      v("nesterov", nesterov, "Nesterov momentum");
+      v("momentum_form", momentum_form,
+        "sum: buf=mu*buf+g, g+mu*buf (2024); ema: buf=lerp(buf,g,1-mu), lerp(g,buf,mu)", {"sum", "ema"});
+      v("update_scale", update_scale,
+        "original: sqrt(max(1,rows/cols)); match_rms_adamw: 0.2*sqrt(max(rows,cols)) (Moonlight); "
+        "sqrt_max_dim: sqrt(max(rows,cols)) (Oct 2024); none",
+        {"original", "match_rms_adamw", "sqrt_max_dim", "none"});
+      v("ns", ns, "Newton-Schulz orthogonalisation");
+    }
+  }
+};
+
+struct OptimConfig {
+  std::vector<OptimGroupConfig> groups;
+  double grad_clip = 0.0;
+
+  template <class V>
+  void visit(V& v) {
+    v("groups", groups, "optimizer groups; every parameter must match exactly one");
+    v("grad_clip", grad_clip, "clip the global gradient norm to this value; 0 disables");
+  }
+};
+
+struct TrainConfig {
+  int steps = 200;
+  unsigned long long seed = 1337;
+  int eval_every = 50;
+  int checkpoint_every = 0;
+  int keep_checkpoints = 2;
+  int log_every = 1;
+
+  template <class V>
+  void visit(V& v) {
+    v("steps", steps, "optimizer steps");
+    v("seed", seed, "seed of parameter initialisation (and sampling)");
+    v("eval_every", eval_every, "validate every N steps (and at the end); 0 = only at the end");
+    v("checkpoint_every", checkpoint_every, "checkpoint every N steps (and at the end); 0 = only at the end");
+    v("keep_checkpoints", keep_checkpoints, "keep the newest N checkpoints; 0 keeps all");
+    v("log_every", log_every, "print a progress line every N steps");
+  }
+};
+
+struct MetaConfig {
+  std::string name;
+  std::string description;
+  std::string record;
+  double target_val_loss = 0.0;
+
+  template <class V>
+  void visit(V& v) {
+    v("name", name, "short name of the run or record");
+    v("description", description, "what this config reproduces");
+    v("record", record, "published result being reproduced (time, hardware, source)");
+    v("target_val_loss", target_val_loss, "val loss the record reached (0 = none)");
+  }
+};
+
+struct Config {
+  MetaConfig meta;
+  ModelConfig model;
+  DataConfig data;
+  BatchConfig batch;
+  ScheduleConfig schedule;
+  OptimConfig optim;
+  TrainConfig train;
+
+  template <class V>
+  void visit(V& v) {
+    v("meta", meta, "description of the run");
+    v("model", model, "architecture");
+    v("data", data, "token shards");
+    v("batch", batch, "batch geometry");
+    v("schedule", schedule, "learning-rate schedule");
+    v("optim", optim, "optimizers");
+    v("train", train, "trainer");
+  }
+};
+
+}  // namespace muongpt

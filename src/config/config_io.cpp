@@ -1,0 +1,458 @@
+#include "config/config_io.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <type_traits>
+
+#include "util/error.h"
+#include "util/fs.h"
+
+namespace muongpt {
+
+using nlohmann::json;
+
+namespace {
+
+template <class T>
+struct IsVector : std::false_type {};
+template <class T>
+struct IsVector<std::vector<T>> : std::true_type {};
+
+std::string describe(const json& j) {
+  std::string text = j.dump();
+  if (text.size() > 60) text = text.substr(0, 57) + "...";
+  return str(j.type_name(), " ", text);
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+// ---------------------------------------------------------------------------
+// Writer: struct -> JSON
+// ---------------------------------------------------------------------------
+class JsonWriter {
+ public:
+  explicit JsonWriter(json& out) : out_(out) { out_ = json::object(); }
+
+  template <class T>
+  void operator()(const char* key, const T& field, const char* /*desc*/) {
+    out_[key] = to_json(field);
+  }
+  void operator()(const char* key, const std::string& field, const char* desc,
+                  std::initializer_list<const char*> /*choices*/) {
+    (*this)(key, field, desc);
+  }
+
+  template <class T>
+  static json to_json(const T& value) {
+    if constexpr (IsVector<T>::value) {
+      json arr = json::array();
+      for (const auto& element : value) arr.push_back(to_json(element));
+      return arr;
+    } else if constexpr (std::is_same_v<T, std::optional<double>>) {
+      return value ? json(*value) : json(nullptr);
+    } else if constexpr (requires { const_cast<T&>(value).visit(std::declval<JsonWriter&>()); }) {
+      json obj;
+      JsonWriter writer(obj);
+      const_cast<T&>(value).visit(writer);
+      return obj;
+    } else {
+      return json(value);
+    }
+  }
+
+ private:
+  json& out_;
+};
+
+// ---------------------------------------------------------------------------
+// Reader: JSON -> struct, with type checks and unknown-key detection
+// ---------------------------------------------------------------------------
+class JsonReader {
+ public:
+  JsonReader(const json& obj, std::string path, const std::string& source)
+      : obj_(obj), path_(std::move(path)), source_(source) {}
+
+  template <class T>
+  void operator()(const char* key, T& field, const char* /*desc*/) {
+    seen_.insert(key);
+    auto it = obj_.find(key);
+    if (it == obj_.end()) return;
+    read(*it, field, child(key));
+  }
+
+  void operator()(const char* key, std::string& field, const char* desc,
+                  std::initializer_list<const char*> choices) {
+    (*this)(key, field, desc);
+    for (const char* choice : choices)
+      if (field == choice) return;
+    std::string list;
+    for (const char* choice : choices) list += str(list.empty() ? "" : ", ", "\"", choice, "\"");
+    fail("config ", source_, ": ", child(key), ": \"", field, "\" is not one of ", list);
+  }
+
+  void finish() const {
+    for (auto it = obj_.begin(); it != obj_.end(); ++it) {
+      if (seen_.count(it.key())) continue;
+      std::string best;
+      size_t best_distance = 3;
+      for (const auto& known : seen_) {
+        const size_t d = edit_distance(it.key(), known);
+        if (d < best_distance) best_distance = d, best = known;
+      }
+      fail("config ", source_, ": unknown key ", child(it.key()),
+           best.empty() ? std::string() : str(" (did you mean ", child(best), "?)"));
+    }
+  }
+
+ private:
+  std::string child(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+
+  [[noreturn]] void type_error(const std::string& path, const char* expected, const json& got) const {
+    fail("config ", source_, ": ", path, ": expected ", expected, ", got ", describe(got));
+  }
+
+  template <class T>
+  void read(const json& j, T& out, const std::string& path) const {
+    if constexpr (std::is_same_v<T, bool>) {
+      if (!j.is_boolean()) type_error(path, "true or false", j);
+      out = j.get<bool>();
+    } else if constexpr (std::is_integral_v<T>) {
+      double value;
+      if (j.is_number_integer()) {
+        if (j.is_number_unsigned()) {
+          const auto u = j.get<unsigned long long>();
+          if (u > static_cast<unsigned long long>(std::numeric_limits<T>::max()))
+            fail("config ", source_, ": ", path, ": ", u, " is too large");
+          out = static_cast<T>(u);
+          return;
+        }
+        value = static_cast<double>(j.get<long long>());
+      } else if (j.is_number_float() && std::floor(j.get<double>()) == j.get<double>()) {
+        value = j.get<double>();
+      } else {
+        type_error(path, "an integer", j);
+      }
+      if (value < static_cast<double>(std::numeric_limits<T>::lowest()) ||
+          value > static_cast<double>(std::numeric_limits<T>::max()))
+        fail("config ", source_, ": ", path, ": ", j.dump(), " is out of range");
+      out = static_cast<T>(value);
+    } else if constexpr (std::is_floating_point_v<T>) {
+      if (!j.is_number()) type_error(path, "a number", j);
+      out = j.get<T>();
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      if (!j.is_string()) type_error(path, "a string", j);
+      out = j.get<std::string>();
+    } else if constexpr (std::is_same_v<T, std::optional<double>>) {
+      if (j.is_null()) {
+        out.reset();
+      } else {
+        if (!j.is_number()) type_error(path, "a number or null", j);
+        out = j.get<double>();
+      }
+    } else if constexpr (IsVector<T>::value) {
+      if (!j.is_array()) type_error(path, "an array", j);
+      out.clear();
+      out.resize(j.size());
+      for (size_t i = 0; i < j.size(); ++i) read(j[i], out[i], str(path, "[", i, "]"));
+    } else {
+      if (!j.is_object()) type_error(path, "an object", j);
+      JsonReader reader(j, path, source_);
+      out.visit(reader);
+      reader.finish();
+    }
+  }
+
+  const json& obj_;
+  std::string path_;
+  const std::string& source_;
+  std::set<std::string> seen_;
+};
+
+// ---------------------------------------------------------------------------
+// Reference table
+// ---------------------------------------------------------------------------
+class DocWriter {
+ public:
+  DocWriter(std::string path, std::vector<std::string>& rows, std::set<std::string>& emitted)
+      : path_(std::move(path)), rows_(rows), emitted_(emitted) {}
+
+  template <class T>
+  void operator()(const char* key, T& field, const char* desc) {
+    emit(key, field, desc, "");
+  }
+  void operator()(const char* key, std::string& field, const char* desc,
+                  std::initializer_list<const char*> choices) {
+    std::string list;
+    for (const char* c : choices) list += str(list.empty() ? "" : " \\| ", "`", c, "`");
+    emit(key, field, desc, list);
+  }
+
+ private:
+  template <class T>
+  void emit(const char* key, T& field, const char* desc, const std::string& choices) {
+    const std::string path = path_.empty() ? key : path_ + "." + key;
+    if constexpr (IsVector<T>::value && requires(typename T::value_type& e, DocWriter& d) { e.visit(d); }) {
+      using Element = typename T::value_type;
+      for (Element example : Element::doc_variants()) {
+        DocWriter nested(path + "[]", rows_, emitted_);
+        example.visit(nested);
+      }
+    } else if constexpr (requires(T& t, DocWriter& d) { t.visit(d); }) {
+      DocWriter nested(path, rows_, emitted_);
+      field.visit(nested);
+    } else {
+      if (!emitted_.insert(path).second) return;
+      const std::string type = choices.empty() ? type_name<T>() : choices;
+      std::string def = JsonWriter::to_json(field).dump();
+      rows_.push_back(str("| `", path, "` | ", type, " | `", def, "` | ", desc, " |"));
+    }
+  }
+
+  template <class T>
+  static std::string type_name() {
+    if constexpr (std::is_same_v<T, bool>) return "bool";
+    else if constexpr (std::is_integral_v<T>) return "integer";
+    else if constexpr (std::is_floating_point_v<T>) return "number";
+    else if constexpr (std::is_same_v<T, std::string>) return "string";
+    else if constexpr (std::is_same_v<T, std::optional<double>>) return "number or null";
+    else return "array";
+  }
+
+  std::string path_;
+  std::vector<std::string>& rows_;
+  std::set<std::string>& emitted_;
+};
+
+[[noreturn]] void invalid(const std::string& source, const std::string& key, const std::string& message) {
+  fail("config ", source, ": ", key, ": ", message);
+}
+
+// Glob-style match where '*' matches any run of characters (dots included).
+bool glob_match(const char* pattern, const char* text) {
+  if (*pattern == '\0') return *text == '\0';
+  if (*pattern == '*') {
+    for (const char* t = text;; ++t) {
+      if (glob_match(pattern + 1, t)) return true;
+      if (*t == '\0') return false;
+    }
+  }
+  return *text != '\0' && (*pattern == '?' || *pattern == *text) && glob_match(pattern + 1, text + 1);
+}
+
+}  // namespace
+
+bool name_matches(const std::string& pattern, const std::string& name) {
+  return glob_match(pattern.c_str(), name.c_str());
+}
+
+double ModelConfig::softmax_scale() const {
+  return attn_scale ? *attn_scale : 1.0 / std::sqrt(static_cast<double>(head_dim()));
+}
+
+std::vector<std::array<double, 3>> NewtonSchulzConfig::table() const {
+  std::vector<std::array<double, 3>> base;
+  if (coefficients == "quintic") {
+    base = {{3.4445, -4.7750, 2.0315}};
+  } else if (coefficients == "polar_express") {
+    // Polar Express (Amsel et al. 2025) as used by the speedrun, safety 1.02.
+    base = {{8.156554524902461, -22.48329292557795, 15.878769915207462},
+            {4.042929935166739, -2.808917465908714, 0.5000178451051316},
+            {3.8916678022926607, -2.772484153217685, 0.5060648178503393},
+            {3.285753657755655, -2.3681294933425376, 0.46449024233003106},
+            {2.3465413258596377, -1.7097828382687081, 0.42323551169305323}};
+  } else {
+    for (const auto& row : custom) base.push_back({row.at(0), row.at(1), row.at(2)});
+  }
+  std::vector<std::array<double, 3>> out;
+  for (int i = 0; i < steps; ++i) out.push_back(base[std::min<size_t>(i, base.size() - 1)]);
+  return out;
+}
+
+std::vector<OptimGroupConfig> OptimGroupConfig::doc_variants() {
+  OptimGroupConfig adamw, muon;
+  adamw.type = "adamw";
+  muon.type = "muon";
+  return {adamw, muon};
+}
+
+void apply_override(json& doc, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    fail("--set ", assignment, ": expected key.path=value");
+  const std::string key = assignment.substr(0, eq);
+  const std::string text = assignment.substr(eq + 1);
+  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) value = text;  // bare words are strings
+
+  json* node = &doc;
+  std::stringstream parts(key);
+  std::string part, walked;
+  std::vector<std::string> path;
+  while (std::getline(parts, part, '.')) path.push_back(part);
+  for (size_t i = 0; i < path.size(); ++i) {
+    const std::string& p = path[i];
+    walked += (walked.empty() ? "" : ".") + p;
+    const bool last = i + 1 == path.size();
+    if (node->is_array()) {
+      char* end = nullptr;
+      const long index = std::strtol(p.c_str(), &end, 10);
+      if (*end != '\0' || index < 0 || static_cast<size_t>(index) >= node->size())
+        fail("--set ", assignment, ": ", walked, ": index out of range (array has ", node->size(), " elements)");
+      node = &(*node)[static_cast<size_t>(index)];
+    } else {
+      if (!node->is_object()) fail("--set ", assignment, ": ", walked, " is not an object");
+      node = &(*node)[p];
+    }
+    if (last) *node = value;
+  }
+}
+
+Config config_from_json(const json& doc, const std::string& source) {
+  if (!doc.is_object()) fail("config ", source, ": the top level must be a JSON object");
+  Config cfg;
+  JsonReader reader(doc, "", source);
+  cfg.visit(reader);
+  reader.finish();
+  return cfg;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  const std::string text = read_text_file(path);
+  json doc;
+  try {
+    doc = json::parse(text);
+  } catch (const json::parse_error& e) {
+    fail("config ", path, ": invalid JSON: ", e.what());
+  }
+  std::string source = path;
+  for (const auto& assignment : overrides) {
+    apply_override(doc, assignment);
+    source = path + " (with --set overrides)";
+  }
+  return config_from_json(doc, source);
+}
+
+json config_to_json(const Config& cfg) { return JsonWriter::to_json(cfg); }
+
+void validate_config(const Config& cfg, const std::string& source, int world_size) {
+  const ModelConfig& m = cfg.model;
+  auto positive = [&](const std::string& key, long long value) {
+    if (value <= 0) invalid(source, key, str("must be positive, got ", value));
+  };
+  positive("model.vocab_size", m.vocab_size);
+  positive("model.n_layer", m.n_layer);
+  positive("model.n_head", m.n_head);
+  positive("model.d_model", m.d_model);
+  positive("model.max_seq_len", m.max_seq_len);
+  if (m.mlp_hidden < 0) invalid(source, "model.mlp_hidden", "must be >= 0");
+  if (m.vocab_size > 65536) invalid(source, "model.vocab_size", "shards store uint16 token ids: at most 65536");
+  if (m.padded_vocab_size < m.vocab_size)
+    invalid(source, "model.padded_vocab_size",
+            str(m.padded_vocab_size, " is smaller than model.vocab_size = ", m.vocab_size));
+  if (m.d_model % m.n_head != 0)
+    invalid(source, "model.n_head", str(m.n_head, " does not divide model.d_model = ", m.d_model));
+  if (m.pos_embedding == "rope" && m.head_dim() % 2 != 0)
+    invalid(source, "model.pos_embedding", str("RoPE needs an even head dimension, got ", m.head_dim()));
+  if (m.norm_eps <= 0) invalid(source, "model.norm_eps", "must be positive");
+  if (m.logit_softcap < 0) invalid(source, "model.logit_softcap", "must be >= 0");
+  if (m.attn_scale && *m.attn_scale <= 0) invalid(source, "model.attn_scale", "must be positive or null");
+  if (m.unet_skips && m.n_layer < 2) invalid(source, "model.unet_skips", "needs at least 2 layers");
+  if (m.init.zero_head && m.tie_embeddings)
+    invalid(source, "model.init.zero_head", "a tied head is the embedding and cannot be zero-initialised");
+
+  const BatchConfig& b = cfg.batch;
+  positive("batch.seq_len", b.seq_len);
+  positive("batch.micro_batch", b.micro_batch);
+  positive("batch.global_tokens", b.global_tokens);
+  if (b.seq_len > m.max_seq_len)
+    invalid(source, "batch.seq_len", str(b.seq_len, " exceeds model.max_seq_len = ", m.max_seq_len));
+  const long long per_micro = static_cast<long long>(b.micro_batch) * b.seq_len * world_size;
+  if (b.global_tokens % per_micro != 0)
+    invalid(source, "batch.global_tokens",
+            str(b.global_tokens, " is not divisible by micro_batch*seq_len*world_size = ", b.micro_batch, "*",
+                b.seq_len, "*", world_size, " = ", per_micro));
+  if (cfg.data.val_tokens < 0) invalid(source, "data.val_tokens", "must be >= 0");
+  if (cfg.data.val_tokens % b.seq_len != 0)
+    invalid(source, "data.val_tokens",
+            str(cfg.data.val_tokens, " is not a multiple of batch.seq_len = ", b.seq_len));
+
+  const TrainConfig& t = cfg.train;
+  positive("train.steps", t.steps);
+  if (t.eval_every < 0) invalid(source, "train.eval_every", "must be >= 0");
+  if (t.checkpoint_every < 0) invalid(source, "train.checkpoint_every", "must be >= 0");
+  if (t.keep_checkpoints < 0) invalid(source, "train.keep_checkpoints", "must be >= 0");
+  if (t.log_every <= 0) invalid(source, "train.log_every", "must be positive");
+
+  const ScheduleConfig& s = cfg.schedule;
+  if (s.warmup_steps < 0) invalid(source, "schedule.warmup_steps", "must be >= 0");
+  if (s.cooldown_frac < 0 || s.cooldown_frac > 1)
+    invalid(source, "schedule.cooldown_frac", str(s.cooldown_frac, " is outside [0, 1]"));
+  if (s.final_lr_frac < 0) invalid(source, "schedule.final_lr_frac", "must be >= 0");
+
+  if (cfg.optim.groups.empty()) invalid(source, "optim.groups", "at least one optimizer group is required");
+  if (cfg.optim.grad_clip < 0) invalid(source, "optim.grad_clip", "must be >= 0");
+  std::set<std::string> names;
+  for (size_t i = 0; i < cfg.optim.groups.size(); ++i) {
+    const OptimGroupConfig& g = cfg.optim.groups[i];
+    const std::string key = str("optim.groups[", i, "]");
+    if (g.name.empty()) invalid(source, key + ".name", "every group needs a name");
+    if (!names.insert(g.name).second) invalid(source, key + ".name", str("duplicate group name \"", g.name, "\""));
+    if (g.params.empty()) invalid(source, key + ".params", "lists no parameter patterns");
+    if (g.lr < 0) invalid(source, key + ".lr", "must be >= 0");
+    if (g.weight_decay < 0) invalid(source, key + ".weight_decay", "must be >= 0");
+    if (g.type == "adamw") {
+      if (g.betas.size() != 2) invalid(source, key + ".betas", "must have two elements");
+      for (double beta : g.betas)
+        if (beta < 0 || beta >= 1) invalid(source, key + ".betas", str(beta, " is outside [0, 1)"));
+      if (g.eps <= 0) invalid(source, key + ".eps", "must be positive");
+    } else {
+      if (g.momentum < 0 || g.momentum >= 1) invalid(source, key + ".momentum", "must be in [0, 1)");
+      if (g.momentum_warmup_start < 0 || g.momentum_warmup_start >= 1)
+        invalid(source, key + ".momentum_warmup_start", "must be in [0, 1)");
+      if (g.momentum_warmup_steps < 0) invalid(source, key + ".momentum_warmup_steps", "must be >= 0");
+      if (g.ns.steps <= 0) invalid(source, key + ".ns.steps", "must be positive");
+      if (g.ns.norm_scale <= 0) invalid(source, key + ".ns.norm_scale", "must be positive");
+      if (g.ns.coefficients == "custom") {
+        if (g.ns.custom.empty()) invalid(source, key + ".ns.custom", "is empty but ns.coefficients is \"custom\"");
+        for (size_t r = 0; r < g.ns.custom.size(); ++r)
+          if (g.ns.custom[r].size() != 3)
+            invalid(source, str(key, ".ns.custom[", r, "]"), "must be a triple [a, b, c]");
+      } else if (!g.ns.custom.empty()) {
+        invalid(source, key + ".ns.custom", "is set but ns.coefficients is not \"custom\"");
+      }
+    }
+  }
+}
+
+void check_data_files(const Config& cfg, const std::string& source) {
+  if (glob_files(cfg.data.train_pattern).empty())
+    invalid(source, "data.train_pattern", str("no files match \"", cfg.data.train_pattern, "\""));
+  if (cfg.data.val_tokens > 0 && glob_files(cfg.data.val_pattern).empty())
+    invalid(source, "data.val_pattern", str("no files match \"", cfg.data.val_pattern, "\""));
+}
+
+std::string config_reference_markdown() {
+  Config defaults;
+  std::vector<std::string> rows;
+  std::set<std::string> emitted;
+  DocWriter writer("", rows, emitted);
+  defaults.visit(writer);
+  std::string out = "| key | type | default | description |\n|---|---|---|---|\n";
+  for (const auto& row : rows) out += row + "\n";
+  return out;
+}
+
+}  // namespace muongpt

@@ -1,0 +1,167 @@
+#include "data/loader.h"
+
+#include <algorithm>
+
+#include "util/error.h"
+#include "util/fs.h"
+
+namespace muongpt {
+
+TrainLoader::TrainLoader(const std::string& pattern, const std::string& key, const BatchGeometry& geometry,
+                         int vocab_size)
+    : files_(glob_files(pattern)), key_(key), geo_(geometry), vocab_size_(vocab_size) {
+  if (files_.empty()) fail(key_, ": no files match \"", pattern, "\"");
+  // Validate every shard's header up front: a foreign file fails now, not hours in.
+  bool any_fits = false;
+  for (const auto& f : files_) {
+    sizes_.push_back(static_cast<int64_t>(read_shard_token_count(f)));
+    any_fits |= sizes_.back() >= geo_.global_tokens() + 1;
+  }
+  if (!any_fits)
+    fail(key_, ": no shard matching \"", pattern, "\" holds one global batch of ", geo_.global_tokens(),
+         " tokens (+1 target); use more data or a smaller batch.global_tokens");
+  skip_to_fitting_shard();
+}
+
+const Shard& TrainLoader::shard(int index) {
+  if (loaded_index_ != index) {
+    loaded_ = std::make_unique<Shard>(files_[index]);
+    check_token_ids(*loaded_, vocab_size_);
+    loaded_index_ = index;
+  }
+  return *loaded_;
+}
+
+void TrainLoader::skip_to_fitting_shard() {
+  // Move forward (wrapping) until the global batch at pos_ fits in its shard.
+  for (size_t tries = 0; tries <= files_.size(); ++tries) {
+    if (pos_.offset + geo_.global_tokens() + 1 <= sizes_[pos_.shard]) return;
+    pos_.offset = 0;
+    pos_.shard += 1;
+    if (pos_.shard == static_cast<int>(files_.size())) {
+      pos_.shard = 0;
+      pos_.epoch += 1;
+    }
+  }
+  MUONGPT_CHECK(false, "no shard fits a global batch");
+}
+
+void TrainLoader::set_position(const LoaderPosition& pos) {
+  if (pos.shard < 0 || pos.shard >= static_cast<int>(files_.size()) || pos.offset < 0)
+    fail(key_, ": cannot resume at shard ", pos.shard, " offset ", pos.offset, ": only ", files_.size(),
+         " shards match (did the data change since the checkpoint?)");
+  pos_ = pos;
+  skip_to_fitting_shard();
+}
+
+StepBatch TrainLoader::next() {
+  StepBatch batch;
+  batch.position = pos_;
+  const Shard& s = shard(pos_.shard);
+  const int B = geo_.micro_batch, T = geo_.seq_len;
+  const size_t per_micro = static_cast<size_t>(B) * T;
+  batch.inputs.resize(per_micro * geo_.grad_accum);
+  batch.targets.resize(per_micro * geo_.grad_accum);
+  for (int m = 0; m < geo_.grad_accum; ++m) {
+    const int64_t start = pos_.offset + static_cast<int64_t>(m * geo_.world + geo_.rank) * B * T;
+    const uint16_t* src = s.tokens() + start;
+    int32_t* in = batch.inputs.data() + m * per_micro;
+    int32_t* tg = batch.targets.data() + m * per_micro;
+    for (size_t i = 0; i < per_micro; ++i) {
+      in[i] = src[i];
+      tg[i] = src[i + 1];
+    }
+  }
+  pos_.offset += geo_.global_tokens();
+  skip_to_fitting_shard();
+  return batch;
+}
+
+// ---------------------------------------------------------------------------
+
+PrefetchingLoader::PrefetchingLoader(std::unique_ptr<TrainLoader> loader) : loader_(std::move(loader)) {
+  resume_ = loader_->position();
+  start_fetch();
+}
+
+PrefetchingLoader::~PrefetchingLoader() {
+  if (worker_.joinable()) worker_.join();
+}
+
+void PrefetchingLoader::start_fetch() {
+  has_pending_ = true;
+  error_ = nullptr;
+  worker_ = std::thread([this] {
+    try {
+      pending_ = loader_->next();
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+  });
+}
+
+StepBatch PrefetchingLoader::wait_fetch() {
+  worker_.join();
+  has_pending_ = false;
+  if (error_) std::rethrow_exception(error_);
+  return std::move(pending_);
+}
+
+StepBatch PrefetchingLoader::next() {
+  StepBatch batch = wait_fetch();
+  resume_ = loader_->position();  // the batch after this one
+  start_fetch();
+  return batch;
+}
+
+void PrefetchingLoader::set_position(const LoaderPosition& pos) {
+  if (has_pending_) {
+    try {
+      wait_fetch();
+    } catch (...) {  // the old prefetch no longer matters
+    }
+  }
+  loader_->set_position(pos);
+  resume_ = loader_->position();
+  start_fetch();
+}
+
+// ---------------------------------------------------------------------------
+
+ValSet::ValSet(const std::string& pattern, const std::string& key, int64_t val_tokens, int seq_len, int vocab_size)
+    : seq_len_(seq_len), num_sequences_(static_cast<int>(val_tokens / seq_len)) {
+  const auto files = glob_files(pattern);
+  if (files.empty()) fail(key, ": no files match \"", pattern, "\"");
+  const size_t need = static_cast<size_t>(val_tokens) + 1;
+  tokens_.reserve(need);
+  for (const auto& f : files) {
+    if (tokens_.size() >= need) break;
+    Shard s(f);
+    check_token_ids(s, vocab_size);
+    const size_t take = std::min(need - tokens_.size(), s.size());
+    tokens_.insert(tokens_.end(), s.tokens(), s.tokens() + take);
+  }
+  if (tokens_.size() < need)
+    fail(key, ": the val shards matching \"", pattern, "\" hold ", tokens_.size(), " tokens but data.val_tokens = ",
+         val_tokens, " needs ", need, " (one extra for the last target)");
+}
+
+void ValSet::sequences(int first, int count, std::vector<int32_t>& inputs, std::vector<int32_t>& targets) const {
+  const size_t n = static_cast<size_t>(count) * seq_len_;
+  inputs.resize(n);
+  targets.resize(n);
+  const size_t start = static_cast<size_t>(first) * seq_len_;
+  for (size_t i = 0; i < n; ++i) {
+    inputs[i] = tokens_[start + i];
+    targets[i] = tokens_[start + i + 1];
+  }
+}
+
+std::pair<int, int> ValSet::rank_range(int rank, int world) const {
+  const int64_t n = num_sequences_;
+  const int begin = static_cast<int>(n * rank / world);
+  const int end = static_cast<int>(n * (rank + 1) / world);
+  return {begin, end - begin};
+}
+
+}  // namespace muongpt

@@ -1,0 +1,124 @@
+// Training and validation batches from token shards.
+//
+// Training order (deterministic, the speedrun's slicing made independent of
+// the world size): shards are read in sorted order; a global batch is the
+// next G = grad_accum * world * B * T tokens of the current shard (plus one
+// for the last target). Micro-step m of rank r reads the contiguous slice
+//   [base + (m*world + r)*B*T, ... + B*T + 1)
+// whose sequence i is inputs = slice[i*T, i*T+T), targets = inputs shifted by
+// one. After the step base advances by G; when the next global batch would
+// not fit, the loader moves to the next shard (wrapping to the first, which
+// starts a new epoch). The tokens of one step are therefore the same for any
+// split of G into world x grad_accum.
+//
+// Validation: the first val_tokens tokens of the val shards (concatenated),
+// cut into val_tokens/T sequences, each with its next-token targets. Rank r
+// evaluates a contiguous block of sequences; the summed losses are reduced, so
+// the value is the same for every world size.
+#pragma once
+
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "data/shard.h"
+
+namespace muongpt {
+
+struct LoaderPosition {
+  int shard = 0;        // index into the sorted shard list
+  int64_t offset = 0;   // token offset of the next global batch in that shard
+  int64_t epoch = 0;    // completed passes over all shards
+};
+
+struct BatchGeometry {
+  int micro_batch = 1;  // sequences per micro-step per rank
+  int seq_len = 1;
+  int grad_accum = 1;
+  int rank = 0;
+  int world = 1;
+  int64_t global_tokens() const { return static_cast<int64_t>(grad_accum) * world * micro_batch * seq_len; }
+};
+
+// Inputs and targets of one optimizer step for one rank: grad_accum
+// micro-batches of (micro_batch x seq_len) int32 token ids.
+struct StepBatch {
+  std::vector<int32_t> inputs;
+  std::vector<int32_t> targets;
+  LoaderPosition position;  // where this batch was read from
+};
+
+class TrainLoader {
+ public:
+  // `pattern` and `key` are for error messages (e.g. "data.train_pattern").
+  TrainLoader(const std::string& pattern, const std::string& key, const BatchGeometry& geometry, int vocab_size);
+
+  // Reads the batch at the current position and advances past it.
+  StepBatch next();
+
+  LoaderPosition position() const { return pos_; }
+  void set_position(const LoaderPosition& pos);
+  const std::vector<std::string>& files() const { return files_; }
+
+ private:
+  const Shard& shard(int index);
+  void skip_to_fitting_shard();
+
+  std::vector<std::string> files_;
+  std::vector<int64_t> sizes_;  // tokens per shard
+  std::string key_;
+  BatchGeometry geo_;
+  int vocab_size_;
+  LoaderPosition pos_;
+  int loaded_index_ = -1;
+  std::unique_ptr<Shard> loaded_;
+};
+
+// Reads the next step's batch on a background thread while the current step
+// computes (double buffering). The position of the batch handed out last is
+// what a checkpoint must store to resume exactly.
+class PrefetchingLoader {
+ public:
+  explicit PrefetchingLoader(std::unique_ptr<TrainLoader> loader);
+  ~PrefetchingLoader();
+  PrefetchingLoader(const PrefetchingLoader&) = delete;
+  PrefetchingLoader& operator=(const PrefetchingLoader&) = delete;
+
+  StepBatch next();
+  // Position to resume from after the batches handed out so far.
+  LoaderPosition resume_position() const { return resume_; }
+  void set_position(const LoaderPosition& pos);
+
+ private:
+  void start_fetch();
+  StepBatch wait_fetch();
+
+  std::unique_ptr<TrainLoader> loader_;
+  std::thread worker_;
+  StepBatch pending_;
+  std::exception_ptr error_;
+  bool has_pending_ = false;
+  LoaderPosition resume_;
+};
+
+class ValSet {
+ public:
+  ValSet(const std::string& pattern, const std::string& key, int64_t val_tokens, int seq_len, int vocab_size);
+
+  int num_sequences() const { return num_sequences_; }
+  int seq_len() const { return seq_len_; }
+  // Sequences [first, first + count) as inputs/targets (count x seq_len).
+  void sequences(int first, int count, std::vector<int32_t>& inputs, std::vector<int32_t>& targets) const;
+  // The contiguous block of sequences rank `rank` of `world` evaluates.
+  std::pair<int, int> rank_range(int rank, int world) const;
+
+ private:
+  std::vector<uint16_t> tokens_;  // val_tokens + 1
+  int seq_len_;
+  int num_sequences_;
+};
+
+}  // namespace muongpt

@@ -1,0 +1,41 @@
+#include "model/estimate.h"
+
+#include "model/params.h"
+#include "optim/optimizer.h"
+
+namespace muongpt {
+
+ModelEstimate estimate_model(const Config& cfg) {
+  const ModelConfig& m = cfg.model;
+  ModelEstimate e;
+  ParamTable table(m);
+  e.params = static_cast<int64_t>(table.total());
+  for (const auto& p : table.params()) {
+    if (p.role == ParamRole::TokenEmbedding || p.role == ParamRole::PositionEmbedding)
+      e.embedding_params += static_cast<int64_t>(p.numel);
+    if (p.role == ParamRole::Matrix || p.role == ParamRole::Head) e.matmul_params += static_cast<int64_t>(p.numel);
+  }
+  const int64_t C = m.d_model, Vp = m.padded_vocab_size, L = m.n_layer, F = m.hidden(), H = m.n_head;
+  if (m.tie_embeddings) e.matmul_params += Vp * C;
+  const int64_t T = cfg.batch.seq_len, B = cfg.batch.micro_batch, N = B * T;
+  e.flops_per_token = 6.0 * e.matmul_params + 6.0 * L * C * T;
+
+  e.param_bytes = 4.0 * e.params;
+  e.grad_bytes = 4.0 * e.params;
+  if (!cfg.optim.groups.empty()) {
+    try {
+      const auto groups = assign_groups(table, cfg.optim, "");
+      for (size_t pi = 0; pi < table.params().size(); ++pi) {
+        const bool adam = cfg.optim.groups[groups.group_of_param[pi]].type == "adamw";
+        e.optimizer_bytes += (adam ? 8.0 : 4.0) * table.params()[pi].numel;
+      }
+    } catch (...) {  // an invalid grouping is reported elsewhere
+    }
+  }
+  // Activations kept for the backward by the CPU reference (see model/gpt.cpp).
+  const double per_layer = 14.0 * N * C + 2.0 * N * F + static_cast<double>(B) * H * T * T + 6.0 * N;
+  e.activation_bytes = 4.0 * (L * per_layer + 4.0 * N * C + static_cast<double>(N) * Vp + 4.0 * N);
+  return e;
+}
+
+}  // namespace muongpt

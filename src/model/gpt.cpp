@@ -1,0 +1,416 @@
+#include "model/gpt.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cpu/activation.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/embedding.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/mix.h"
+#include "kernels/cpu/norm.h"
+#include "kernels/cpu/rope.h"
+#include "kernels/cpu/softcap_ce.h"
+#include "util/error.h"
+
+namespace muongpt {
+
+using namespace cpu;
+
+template <class T>
+size_t Gpt<T>::off(const std::string& name) const {
+  const ParamSpec* s = table_.find(name);
+  return s ? s->offset : npos;
+}
+
+template <class T>
+Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
+    : cfg_(cfg), table_(cfg), max_batch_(max_batch), max_seq_(max_seq_len) {
+  C_ = cfg.d_model;
+  H_ = cfg.n_head;
+  D_ = cfg.head_dim();
+  F_ = cfg.hidden();
+  L_ = cfg.n_layer;
+  Vp_ = cfg.padded_vocab_size;
+  V_softmax_ = cfg.mask_padded_logits ? cfg.vocab_size : Vp_;
+  MUONGPT_CHECK(max_seq_len <= cfg.max_seq_len || cfg.pos_embedding != "learned");
+
+  params_.assign(table_.total(), T(0));
+  grads_.assign(table_.total(), T(0));
+  tok_embed_ = off("tok_embed");
+  pos_embed_ = off("pos_embed");
+  embn_w_ = off("embed_norm.weight");
+  embn_b_ = off("embed_norm.bias");
+  skip_w_ = off("skip_weights");
+  normf_w_ = off("final_norm.weight");
+  normf_b_ = off("final_norm.bias");
+  head_ = cfg.tie_embeddings ? tok_embed_ : off("lm_head");
+  const bool fused = cfg.qkv == "fused";
+  for (int l = 0; l < L_; ++l) {
+    const std::string b = str("blocks.", l, ".");
+    Layer ly;
+    ly.norm1_w = off(b + "norm1.weight");
+    ly.norm1_b = off(b + "norm1.bias");
+    ly.qkv_w = off(b + (fused ? "attn.qkv.weight" : "attn.q.weight"));
+    ly.qkv_b = off(b + (fused ? "attn.qkv.bias" : "attn.q.bias"));
+    ly.proj_w = off(b + "attn.proj.weight");
+    ly.proj_b = off(b + "attn.proj.bias");
+    ly.value_lambda = off(b + "attn.value_lambda");
+    ly.x0_lambdas = off(b + "x0_lambdas");
+    ly.norm2_w = off(b + "norm2.weight");
+    ly.norm2_b = off(b + "norm2.bias");
+    ly.fc_w = off(b + "mlp.fc.weight");
+    ly.fc_b = off(b + "mlp.fc.bias");
+    ly.mlp_w = off(b + "mlp.proj.weight");
+    ly.mlp_b = off(b + "mlp.proj.bias");
+    layers_.push_back(ly);
+  }
+  if (cfg.pos_embedding == "rope") rope_tables(rope_cos_, rope_sin_, max_seq_len, D_, cfg.rope_base);
+
+  // Activations, sized once for the largest batch.
+  const size_t N = static_cast<size_t>(max_batch) * max_seq_len;
+  const size_t NC = N * C_;
+  const bool ln = cfg.norm == "layernorm";
+  act_.emb.resize(NC);
+  if (cfg.embed_norm) {
+    act_.x0.resize(NC);
+    act_.embn_rstd.resize(N);
+    if (ln) act_.embn_mean.resize(N);
+  }
+  act_.layers.resize(L_);
+  for (int l = 0; l < L_; ++l) {
+    LayerActs& a = act_.layers[l];
+    a.x_in.resize(NC);
+    if (skip_source(l) >= 0) a.x_skip.resize(NC);
+    if (cfg.x0_shortcut) a.x_mix.resize(NC);
+    a.h1.resize(NC);
+    a.n1_rstd.resize(N);
+    a.h2.resize(NC);
+    a.n2_rstd.resize(N);
+    if (ln) a.n1_mean.resize(N), a.n2_mean.resize(N);
+    a.qkv.resize(3 * NC);
+    a.q_raw.resize(NC);
+    a.k_raw.resize(NC);
+    a.v_raw.resize(NC);
+    if (cfg.qk_norm) {
+      a.q_rstd.resize(N * H_);
+      a.k_rstd.resize(N * H_);
+      if (cfg.qk_norm_position == "after_rope" && cfg.pos_embedding == "rope") {
+        a.q_mid.resize(NC);
+        a.k_mid.resize(NC);
+      }
+    }
+    a.q.resize(NC);
+    a.k.resize(NC);
+    a.v.resize(NC);
+    a.probs.resize(static_cast<size_t>(max_batch) * H_ * max_seq_len * max_seq_len);
+    a.att.resize(NC);
+    a.attn_out.resize(NC);
+    a.x_attn.resize(NC);
+    a.fc.resize(N * F_);
+    a.act.resize(N * F_);
+  }
+  act_.x_final.resize(NC);
+  act_.hf.resize(NC);
+  act_.nf_rstd.resize(N);
+  if (ln) act_.nf_mean.resize(N);
+  act_.logits.resize(N * Vp_);
+  act_.losses.resize(N);
+  act_.lse.resize(N);
+  act_.max_logits.resize(static_cast<size_t>(L_) * H_);
+  act_.tokens.resize(N);
+  act_.targets.resize(N);
+}
+
+template <class T>
+void Gpt<T>::init(uint64_t seed) {
+  init_params<T>(table_, params_.data(), seed);
+}
+
+template <class T>
+void Gpt<T>::zero_grad() {
+  std::fill(grads_.begin(), grads_.end(), T(0));
+}
+
+template <class T>
+int Gpt<T>::skip_source(int layer) const {
+  if (!cfg_.unet_skips) return -1;
+  const int enc = L_ / 2;
+  const int i = layer - enc;  // decoder index
+  if (i < 0 || i >= enc) return -1;
+  return enc - i;  // the stream state after encoder block enc-1-i
+}
+
+template <class T>
+void Gpt<T>::norm_forward(T* out, T* mean, T* rstd, const T* x, size_t w, size_t b, int rows) {
+  const T eps = static_cast<T>(cfg_.norm_eps);
+  if (cfg_.norm == "layernorm")
+    layernorm_forward(out, mean, rstd, x, p(w), p(b), rows, C_, eps);
+  else
+    rmsnorm_forward(out, rstd, x, p(w), rows, C_, eps);
+}
+
+template <class T>
+void Gpt<T>::norm_backward(T* dx, const T* dout, const T* x, size_t w, size_t b, const T* mean, const T* rstd,
+                           int rows, bool accumulate) {
+  if (cfg_.norm == "layernorm")
+    layernorm_backward(dx, g(w), g(b), dout, x, p(w), mean, rstd, rows, C_, accumulate);
+  else
+    rmsnorm_backward(dx, g(w), dout, x, p(w), rstd, rows, C_, accumulate);
+}
+
+template <class T>
+void Gpt<T>::qk_forward(std::vector<T>& out, std::vector<T>& mid, std::vector<T>& rstd, const std::vector<T>& raw,
+                        int B, int Tn) {
+  const int N = B * Tn;
+  const bool rope = cfg_.pos_embedding == "rope";
+  const T eps = static_cast<T>(cfg_.norm_eps);
+  if (!cfg_.qk_norm) {
+    if (rope)
+      rope_forward(out.data(), raw.data(), rope_cos_.data(), rope_sin_.data(), B, Tn, H_, D_);
+    else
+      std::copy(raw.begin(), raw.begin() + static_cast<size_t>(N) * C_, out.begin());
+  } else if (cfg_.qk_norm_position == "before_rope" || !rope) {
+    rmsnorm_forward(out.data(), rstd.data(), raw.data(), static_cast<const T*>(nullptr), N * H_, D_, eps);
+    if (rope) rope_forward(out.data(), out.data(), rope_cos_.data(), rope_sin_.data(), B, Tn, H_, D_);
+  } else {
+    rope_forward(mid.data(), raw.data(), rope_cos_.data(), rope_sin_.data(), B, Tn, H_, D_);
+    rmsnorm_forward(out.data(), rstd.data(), mid.data(), static_cast<const T*>(nullptr), N * H_, D_, eps);
+  }
+}
+
+template <class T>
+void Gpt<T>::qk_backward(T* draw, const T* dout, const std::vector<T>& mid, const std::vector<T>& rstd,
+                         const std::vector<T>& raw, int B, int Tn) {
+  const int N = B * Tn;
+  const bool rope = cfg_.pos_embedding == "rope";
+  const size_t NC = static_cast<size_t>(N) * C_;
+  if (!cfg_.qk_norm) {
+    if (rope)
+      rope_backward(draw, dout, rope_cos_.data(), rope_sin_.data(), B, Tn, H_, D_);
+    else
+      std::copy(dout, dout + NC, draw);
+  } else if (cfg_.qk_norm_position == "before_rope" || !rope) {
+    std::vector<T> dnormed(NC);
+    if (rope)
+      rope_backward(dnormed.data(), dout, rope_cos_.data(), rope_sin_.data(), B, Tn, H_, D_);
+    else
+      std::copy(dout, dout + NC, dnormed.begin());
+    rmsnorm_backward(draw, static_cast<T*>(nullptr), dnormed.data(), raw.data(), static_cast<const T*>(nullptr),
+                     rstd.data(), N * H_, D_, false);
+  } else {
+    std::vector<T> dmid(NC);
+    rmsnorm_backward(dmid.data(), static_cast<T*>(nullptr), dout, mid.data(), static_cast<const T*>(nullptr),
+                     rstd.data(), N * H_, D_, false);
+    rope_backward(draw, dmid.data(), rope_cos_.data(), rope_sin_.data(), B, Tn, H_, D_);
+  }
+}
+
+template <class T>
+double Gpt<T>::forward(const int32_t* tokens, const int32_t* targets, int B, int Tn) {
+  if (B < 1 || B > max_batch_ || Tn < 1 || Tn > max_seq_)
+    fail("forward: batch ", B, "x", Tn, " exceeds the allocated ", max_batch_, "x", max_seq_);
+  B_ = B;
+  T_ = Tn;
+  have_targets_ = targets != nullptr;
+  const int N = B * Tn;
+  const size_t NC = static_cast<size_t>(N) * C_;
+  for (int i = 0; i < N; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size)
+      fail("forward: token id ", tokens[i], " at position ", i, " is outside the vocabulary (", cfg_.vocab_size, ")");
+    if (targets && (targets[i] < 0 || targets[i] >= cfg_.vocab_size))
+      fail("forward: target id ", targets[i], " at position ", i, " is outside the vocabulary");
+  }
+  std::copy(tokens, tokens + N, act_.tokens.begin());
+  if (targets) std::copy(targets, targets + N, act_.targets.begin());
+
+  // Embedding (+ norm) -> x0
+  embedding_forward(act_.emb.data(), tokens, p(tok_embed_), p(pos_embed_), B, Tn, C_);
+  const T* x0 = act_.emb.data();
+  if (cfg_.embed_norm) {
+    norm_forward(act_.x0.data(), act_.embn_mean.data(), act_.embn_rstd.data(), act_.emb.data(), embn_w_, embn_b_, N);
+    x0 = act_.x0.data();
+  }
+
+  const T scale = static_cast<T>(cfg_.softmax_scale());
+  const T branch = static_cast<T>(cfg_.attn_residual_scale);
+  const T* x = x0;
+  for (int l = 0; l < L_; ++l) {
+    const Layer& ly = layers_[l];
+    LayerActs& a = act_.layers[l];
+    if (l == 0) std::copy(x0, x0 + NC, a.x_in.begin());  // later blocks' inputs are written by the previous block
+    x = a.x_in.data();
+    if (int src = skip_source(l); src >= 0) {
+      const T* skip = act_.layers[src].x_in.data();
+      mix_forward(a.x_skip.data(), x, skip, T(1), p(skip_w_)[l - L_ / 2], NC);
+      x = a.x_skip.data();
+    }
+    if (cfg_.x0_shortcut) {
+      const T* lam = p(ly.x0_lambdas);
+      mix_forward(a.x_mix.data(), x, x0, lam[0], lam[1], NC);
+      x = a.x_mix.data();
+    }
+    // attention
+    norm_forward(a.h1.data(), a.n1_mean.data(), a.n1_rstd.data(), x, ly.norm1_w, ly.norm1_b, N);
+    matmul_forward(a.qkv.data(), a.h1.data(), p(ly.qkv_w), p(ly.qkv_b), N, C_, 3 * C_);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; ++n) {
+      const T* row = a.qkv.data() + static_cast<size_t>(n) * 3 * C_;
+      std::copy(row, row + C_, a.q_raw.data() + static_cast<size_t>(n) * C_);
+      std::copy(row + C_, row + 2 * C_, a.k_raw.data() + static_cast<size_t>(n) * C_);
+      std::copy(row + 2 * C_, row + 3 * C_, a.v_raw.data() + static_cast<size_t>(n) * C_);
+    }
+    if (cfg_.value_residual) {
+      const T lam = p(ly.value_lambda)[0];
+      mix_forward(a.v.data(), a.v_raw.data(), act_.layers[0].v_raw.data(), T(1) - lam, lam, NC);
+    } else {
+      std::copy(a.v_raw.begin(), a.v_raw.begin() + NC, a.v.begin());
+    }
+    qk_forward(a.q, a.q_mid, a.q_rstd, a.q_raw, B, Tn);
+    qk_forward(a.k, a.k_mid, a.k_rstd, a.k_raw, B, Tn);
+    attention_forward(a.att.data(), a.probs.data(), a.q.data(), a.k.data(), a.v.data(), B, Tn, H_, D_, scale,
+                      AttentionMask{}, act_.max_logits.data() + static_cast<size_t>(l) * H_);
+    matmul_forward(a.attn_out.data(), a.att.data(), p(ly.proj_w), p(ly.proj_b), N, C_, C_);
+    mix_forward(a.x_attn.data(), x, a.attn_out.data(), T(1), branch, NC);
+    // MLP
+    norm_forward(a.h2.data(), a.n2_mean.data(), a.n2_rstd.data(), a.x_attn.data(), ly.norm2_w, ly.norm2_b, N);
+    matmul_forward(a.fc.data(), a.h2.data(), p(ly.fc_w), p(ly.fc_b), N, C_, F_);
+    if (cfg_.activation == "gelu")
+      gelu_forward(a.act.data(), a.fc.data(), static_cast<size_t>(N) * F_);
+    else
+      relu2_forward(a.act.data(), a.fc.data(), static_cast<size_t>(N) * F_);
+    T* next = l + 1 < L_ ? act_.layers[l + 1].x_in.data() : act_.x_final.data();
+    matmul_forward(next, a.act.data(), p(ly.mlp_w), p(ly.mlp_b), N, F_, C_);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < NC; ++i) next[i] += a.x_attn[i];
+    x = next;
+  }
+
+  norm_forward(act_.hf.data(), act_.nf_mean.data(), act_.nf_rstd.data(), act_.x_final.data(), normf_w_, normf_b_, N);
+  matmul_forward(act_.logits.data(), act_.hf.data(), p(head_), static_cast<const T*>(nullptr), N, C_, Vp_);
+  if (!targets) return 0.0;
+  softcap_ce_forward(act_.losses.data(), act_.lse.data(), act_.logits.data(), targets, N, Vp_, V_softmax_,
+                     static_cast<T>(cfg_.logit_softcap));
+  double total = 0;
+  for (int i = 0; i < N; ++i) total += act_.losses[i];
+  return total / N;
+}
+
+template <class T>
+void Gpt<T>::backward(T loss_scale) {
+  MUONGPT_CHECK(have_targets_, "backward needs a forward with targets");
+  const int B = B_, Tn = T_, N = B * Tn;
+  const size_t NC = static_cast<size_t>(N) * C_;
+  const T scale = static_cast<T>(cfg_.softmax_scale());
+  const T branch = static_cast<T>(cfg_.attn_residual_scale);
+
+  // Loss -> logits, in place over the logits buffer (they are not needed again).
+  T* dlogits = act_.logits.data();
+  softcap_ce_backward(dlogits, act_.logits.data(), act_.lse.data(), act_.targets.data(), loss_scale, N, Vp_, V_softmax_,
+                      static_cast<T>(cfg_.logit_softcap));
+  std::vector<T> dres(NC), dhf(NC);
+  matmul_backward(dhf.data(), g(head_), static_cast<T*>(nullptr), dlogits, act_.hf.data(), p(head_), N, C_, Vp_,
+                  false);
+  norm_backward(dres.data(), dhf.data(), act_.x_final.data(), normf_w_, normf_b_, act_.nf_mean.data(),
+                act_.nf_rstd.data(), N, false);
+
+  const T* x0 = cfg_.embed_norm ? act_.x0.data() : act_.emb.data();
+  std::vector<T> dx0(NC, T(0));
+  std::vector<std::vector<T>> dskip(L_ + 1);  // pending gradient for skip sources, by boundary
+  std::vector<T> dv_first(cfg_.value_residual ? NC : 0, T(0));
+  std::vector<T> dh(NC), dfc(static_cast<size_t>(N) * F_), dact(static_cast<size_t>(N) * F_);
+  std::vector<T> dqkv(3 * NC), dq(NC), dk(NC), dv(NC), datt(NC), dattn_out(NC), dtmp(NC);
+
+  for (int l = L_ - 1; l >= 0; --l) {
+    const Layer& ly = layers_[l];
+    LayerActs& a = act_.layers[l];
+    const int src = skip_source(l);
+    const T* x_block = cfg_.x0_shortcut ? a.x_mix.data() : (src >= 0 ? a.x_skip.data() : a.x_in.data());
+    // dres holds dL/d(output of block l) = dL/d(x_attn + mlp_out)
+    // MLP
+    matmul_backward(dact.data(), g(ly.mlp_w), g(ly.mlp_b), dres.data(), a.act.data(), p(ly.mlp_w), N, F_, C_, false);
+    if (cfg_.activation == "gelu")
+      gelu_backward(dfc.data(), dact.data(), a.fc.data(), static_cast<size_t>(N) * F_);
+    else
+      relu2_backward(dfc.data(), dact.data(), a.fc.data(), static_cast<size_t>(N) * F_);
+    matmul_backward(dh.data(), g(ly.fc_w), g(ly.fc_b), dfc.data(), a.h2.data(), p(ly.fc_w), N, C_, F_, false);
+    norm_backward(dres.data(), dh.data(), a.x_attn.data(), ly.norm2_w, ly.norm2_b, a.n2_mean.data(),
+                  a.n2_rstd.data(), N, /*accumulate=*/true);
+    // dres = dL/dx_attn; x_attn = x_block + branch * attn_out
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < NC; ++i) dattn_out[i] = branch * dres[i];
+    matmul_backward(datt.data(), g(ly.proj_w), g(ly.proj_b), dattn_out.data(), a.att.data(), p(ly.proj_w), N, C_,
+                    C_, false);
+    attention_backward(dq.data(), dk.data(), dv.data(), datt.data(), a.probs.data(), a.q.data(), a.k.data(),
+                       a.v.data(), B, Tn, H_, D_, scale);
+    // value residual: v = (1 - lam) v_raw + lam v_first   (v_first = layer 0's v_raw)
+    if (cfg_.value_residual) {
+      const T lam = p(ly.value_lambda)[0];
+      const T* v_first = act_.layers[0].v_raw.data();
+      g(ly.value_lambda)[0] +=
+          deterministic_sum<T>(NC, [&](size_t i) { return dv[i] * (v_first[i] - a.v_raw[i]); });
+      if (l > 0) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < NC; ++i) {
+          dv_first[i] += lam * dv[i];
+          dv[i] *= T(1) - lam;
+        }
+      } else {  // v_first is this layer's own v_raw: both terms, plus what later layers sent
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < NC; ++i) dv[i] = (T(1) - lam) * dv[i] + lam * dv[i] + dv_first[i];
+      }
+    }
+    qk_backward(dtmp.data(), dq.data(), a.q_mid, a.q_rstd, a.q_raw, B, Tn);
+    std::swap(dtmp, dq);
+    qk_backward(dtmp.data(), dk.data(), a.k_mid, a.k_rstd, a.k_raw, B, Tn);
+    std::swap(dtmp, dk);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; ++n) {
+      T* row = dqkv.data() + static_cast<size_t>(n) * 3 * C_;
+      const size_t o = static_cast<size_t>(n) * C_;
+      std::copy(dq.data() + o, dq.data() + o + C_, row);
+      std::copy(dk.data() + o, dk.data() + o + C_, row + C_);
+      std::copy(dv.data() + o, dv.data() + o + C_, row + 2 * C_);
+    }
+    matmul_backward(dh.data(), g(ly.qkv_w), g(ly.qkv_b), dqkv.data(), a.h1.data(), p(ly.qkv_w), N, C_, 3 * C_,
+                    false);
+    norm_backward(dres.data(), dh.data(), x_block, ly.norm1_w, ly.norm1_b, a.n1_mean.data(), a.n1_rstd.data(), N,
+                  /*accumulate=*/true);
+    // dres = dL/d(x_block)
+    if (cfg_.x0_shortcut) {
+      const T* lam = p(ly.x0_lambdas);
+      T* dlam = g(ly.x0_lambdas);
+      const T* x_pre = src >= 0 ? a.x_skip.data() : a.x_in.data();
+      mix_backward(dtmp.data(), dx0.data(), dlam, dlam + 1, dres.data(), x_pre, x0, lam[0], lam[1], NC, false, true);
+      std::swap(dtmp, dres);
+    }
+    if (src >= 0) {
+      const T w = p(skip_w_)[l - L_ / 2];
+      const T* skip = act_.layers[src].x_in.data();
+      if (dskip[src].empty()) dskip[src].assign(NC, T(0));
+      mix_backward(static_cast<T*>(nullptr), dskip[src].data(), static_cast<T*>(nullptr),
+                   g(skip_w_) + (l - L_ / 2), dres.data(), a.x_in.data(), skip, T(1), w, NC, false, true);
+      // dx_in = dres (unchanged)
+    }
+    // dres = dL/d(x_in of block l) = dL/d(boundary l); add skip gradients aimed at this boundary
+    if (!dskip[l].empty()) {
+#pragma omp parallel for schedule(static)
+      for (size_t i = 0; i < NC; ++i) dres[i] += dskip[l][i];
+    }
+  }
+  // x0 feeds block 0 directly and every x0 shortcut
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < NC; ++i) dx0[i] += dres[i];
+  const T* demb = dx0.data();
+  if (cfg_.embed_norm) {
+    norm_backward(dh.data(), dx0.data(), act_.emb.data(), embn_w_, embn_b_, act_.embn_mean.data(),
+                  act_.embn_rstd.data(), N, false);
+    demb = dh.data();
+  }
+  embedding_backward(g(tok_embed_), g(pos_embed_), demb, act_.tokens.data(), B, Tn, C_);
+}
+
+template class Gpt<float>;
+template class Gpt<double>;
+
+}  // namespace muongpt

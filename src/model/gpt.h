@@ -1,0 +1,127 @@
+// The GPT model on the CPU: forward and backward of the whole network,
+// written as a sequence of reference-kernel calls (kernels/cpu). This is the
+// readable specification that every other backend is tested against.
+//
+// One block (pre-norm; optional features in brackets):
+//   [x = x + w_i * skip_i]                       U-net decoder blocks
+//   [x = l0 * x + l1 * x0]                       x0 shortcut
+//   h = norm1(x);  q,k,v = split(h Wqkv^T [+ b])
+//   [v = (1 - lv) v + lv v_first]                value residual
+//   q,k = rope/qk-norm(q,k);  y = causal_attention(q, k, v)
+//   x = x + s * (y Wproj^T [+ b])
+//   x = x + act(norm2(x) Wfc^T [+ b]) Wmlp^T [+ b]
+// Model: x0 = [norm](tok_embed[tokens] [+ pos_embed]); blocks; logits =
+// norm(x) Whead^T; loss = mean cross-entropy of softcap(logits).
+//
+// Memory: one flat parameter buffer and one gradient buffer (ParamTable
+// offsets), activations allocated once for (micro_batch, seq_len) and reused.
+// T is float for training and double for gradient checks.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "config/config.h"
+#include "model/params.h"
+
+namespace muongpt {
+
+template <class T>
+class Gpt {
+ public:
+  Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len);
+
+  const ModelConfig& config() const { return cfg_; }
+  const ParamTable& table() const { return table_; }
+  std::vector<T>& params() { return params_; }
+  const std::vector<T>& params() const { return params_; }
+  std::vector<T>& grads() { return grads_; }
+  const std::vector<T>& grads() const { return grads_; }
+  int max_batch() const { return max_batch_; }
+  int max_seq_len() const { return max_seq_; }
+
+  void init(uint64_t seed);
+  void zero_grad();
+
+  // Runs B sequences of Tn tokens (B <= max_batch, Tn <= max_seq_len).
+  // With targets, returns the mean loss over the B*Tn tokens; without, 0.
+  double forward(const int32_t* tokens, const int32_t* targets, int B, int Tn);
+
+  // Backward of the last forward (which must have had targets). Adds
+  // loss_scale * d(sum of per-token losses)/d(params) into grads(): pass
+  // 1/(tokens in the whole batch) to get the gradient of the mean loss.
+  void backward(T loss_scale);
+
+  // Logits (B, Tn, Vp) and per-token losses of the last forward. backward()
+  // overwrites the logits with their gradient.
+  const T* logits() const { return act_.logits.data(); }
+  const T* losses() const { return act_.losses.data(); }
+
+  // Largest pre-softmax attention logit per layer and head of the last
+  // forward (n_layer x n_head), for QK-clip and diagnostics.
+  const std::vector<T>& max_attention_logits() const { return act_.max_logits; }
+
+ private:
+  struct Layer {
+    // parameter offsets (npos = absent)
+    size_t norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, value_lambda, x0_lambdas;
+    size_t norm2_w, norm2_b, fc_w, fc_b, mlp_w, mlp_b;
+  };
+  struct LayerActs {
+    std::vector<T> x_in, x_skip, x_mix;  // block input, after U-net skip, after x0 shortcut
+    std::vector<T> h1, n1_mean, n1_rstd;
+    std::vector<T> qkv;                  // (N, 3C)
+    std::vector<T> q_raw, k_raw, v_raw;  // (N, C) split from qkv
+    std::vector<T> q_mid, k_mid;         // rope output before qk-norm (qk_norm_position = after_rope)
+    std::vector<T> q_rstd, k_rstd;       // qk-norm (N*H)
+    std::vector<T> q, k, v;              // attention inputs
+    std::vector<T> probs;                // (B, H, T, T)
+    std::vector<T> att;                  // attention output before projection
+    std::vector<T> attn_out;             // after projection
+    std::vector<T> x_attn;               // residual after attention
+    std::vector<T> h2, n2_mean, n2_rstd;
+    std::vector<T> fc, act;              // (N, F)
+  };
+  struct Acts {
+    std::vector<T> emb, x0, embn_mean, embn_rstd;
+    std::vector<LayerActs> layers;
+    std::vector<T> x_final, hf, nf_mean, nf_rstd;
+    std::vector<T> logits, losses, lse;
+    std::vector<T> max_logits;
+    std::vector<int32_t> tokens, targets;
+  };
+
+  T* p(size_t off) { return off == npos ? nullptr : params_.data() + off; }
+  const T* p(size_t off) const { return off == npos ? nullptr : params_.data() + off; }
+  T* g(size_t off) { return off == npos ? nullptr : grads_.data() + off; }
+  size_t off(const std::string& name) const;
+
+  void norm_forward(T* out, T* mean, T* rstd, const T* x, size_t w, size_t b, int rows);
+  void norm_backward(T* dx, const T* dout, const T* x, size_t w, size_t b, const T* mean, const T* rstd, int rows,
+                     bool accumulate);
+  // q or k: raw (N,C) -> attention input, and back.
+  void qk_forward(std::vector<T>& out, std::vector<T>& mid, std::vector<T>& rstd, const std::vector<T>& raw,
+                  int B, int Tn);
+  void qk_backward(T* draw, const T* dout, const std::vector<T>& mid, const std::vector<T>& rstd,
+                   const std::vector<T>& raw, int B, int Tn);
+  int skip_source(int layer) const;  // boundary index whose state decoder `layer` adds, or -1
+
+  static constexpr size_t npos = static_cast<size_t>(-1);
+
+  ModelConfig cfg_;
+  ParamTable table_;
+  int max_batch_, max_seq_;
+  int C_, H_, D_, F_, L_, Vp_, V_softmax_;
+  std::vector<T> params_, grads_;
+  size_t tok_embed_, pos_embed_, embn_w_, embn_b_, skip_w_, normf_w_, normf_b_, head_;
+  std::vector<Layer> layers_;
+  std::vector<T> rope_cos_, rope_sin_;
+  Acts act_;
+  int B_ = 0, T_ = 0;  // shape of the last forward
+  bool have_targets_ = false;
+};
+
+extern template class Gpt<float>;
+extern template class Gpt<double>;
+
+}  // namespace muongpt

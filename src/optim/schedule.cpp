@@ -1,0 +1,30 @@
+#include "optim/schedule.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace muongpt {
+
+double lr_factor(const ScheduleConfig& s, int step, int total_steps) {
+  if (step < s.warmup_steps) return static_cast<double>(step + 1) / s.warmup_steps;
+  const double final_frac = s.final_lr_frac;
+  if (s.kind == "constant") return 1.0;
+  if (s.kind == "wsd") {
+    const double x = static_cast<double>(step) / total_steps;
+    if (s.cooldown_frac <= 0.0 || x < 1.0 - s.cooldown_frac) return 1.0;
+    const double w = (1.0 - x) / s.cooldown_frac;
+    return w + (1.0 - w) * final_frac;
+  }
+  const int span = std::max(1, total_steps - s.warmup_steps);
+  const double p = std::clamp(static_cast<double>(step - s.warmup_steps) / span, 0.0, 1.0);
+  if (s.kind == "cosine") return final_frac + (1.0 - final_frac) * 0.5 * (1.0 + std::cos(M_PI * p));
+  return 1.0 + (final_frac - 1.0) * p;  // linear
+}
+
+double muon_momentum_at(const OptimGroupConfig& g, int step) {
+  if (g.momentum_warmup_steps <= 0 || g.momentum_warmup_start <= 0.0) return g.momentum;
+  const double frac = std::min(1.0, static_cast<double>(step) / g.momentum_warmup_steps);
+  return (1.0 - frac) * g.momentum_warmup_start + frac * g.momentum;
+}
+
+}  // namespace muongpt

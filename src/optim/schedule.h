@@ -1,0 +1,22 @@
+// Learning-rate and momentum schedules, as functions of the step index
+// (0-based index of the optimizer step being taken).
+//
+//   warmup:   step < warmup_steps: (step + 1) / warmup_steps
+//   constant: 1
+//   wsd:      x = step/steps; 1 while x < 1 - cooldown_frac, then
+//             w = (1 - x)/cooldown_frac, factor = w + (1 - w) * final_lr_frac
+//             (the speedrun's trapezoid; reaches final_lr_frac at step = steps)
+//   cosine:   final + (1 - final) * 0.5 (1 + cos(pi p)), p = (step - warmup)/(steps - warmup)
+//   linear:   1 + (final - 1) * p
+// Muon momentum warmup: linear from momentum_warmup_start to momentum over
+// momentum_warmup_steps steps (the speedrun: 0.85 -> 0.95 over 300-500 steps).
+#pragma once
+
+#include "config/config.h"
+
+namespace muongpt {
+
+double lr_factor(const ScheduleConfig& schedule, int step, int total_steps);
+double muon_momentum_at(const OptimGroupConfig& group, int step);
+
+}  // namespace muongpt

@@ -1,0 +1,349 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "backend/device.h"
+#include "config/config_io.h"
+#include "kernels/cpu/reduce.h"
+#include "optim/schedule.h"
+#include "train/checkpoint.h"
+#include "train/metrics.h"
+#include "util/error.h"
+#include "util/format.h"
+#include "util/fs.h"
+
+namespace muongpt {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+BatchGeometry make_geometry(const Config& cfg, const Comm& comm) {
+  BatchGeometry g;
+  g.micro_batch = cfg.batch.micro_batch;
+  g.seq_len = cfg.batch.seq_len;
+  g.rank = comm.rank();
+  g.world = comm.world();
+  g.grad_accum = static_cast<int>(cfg.batch.global_tokens / (static_cast<int64_t>(g.micro_batch) * g.seq_len * g.world));
+  return g;
+}
+
+}  // namespace
+
+Trainer::Trainer(const Config& cfg, const std::string& source, Comm& comm)
+    : cfg_(cfg),
+      source_(source),
+      comm_(comm),
+      geometry_(make_geometry(cfg, comm)),
+      model_(cfg.model, cfg.batch.micro_batch, cfg.batch.seq_len),
+      optimizer_(model_.table(), cfg.optim, cfg.schedule, cfg.train.steps, source) {
+  model_.init(cfg.train.seed);
+  loader_ = std::make_unique<PrefetchingLoader>(
+      std::make_unique<TrainLoader>(cfg.data.train_pattern, "data.train_pattern", geometry_, cfg.model.vocab_size));
+  if (cfg.data.val_tokens > 0)
+    val_ = std::make_unique<ValSet>(cfg.data.val_pattern, "data.val_pattern", cfg.data.val_tokens, cfg.batch.seq_len,
+                                    cfg.model.vocab_size);
+}
+
+StepStats Trainer::train_step() {
+  StepStats s;
+  const auto t_step = Clock::now();
+  auto t = Clock::now();
+  StepBatch batch = loader_->next();
+  s.data_ms = ms_since(t);
+
+  const int B = geometry_.micro_batch, T = geometry_.seq_len;
+  const size_t per_micro = static_cast<size_t>(B) * T;
+  const float loss_scale = 1.0f / static_cast<float>(cfg_.batch.global_tokens);
+  model_.zero_grad();
+  double loss_sum = 0;
+  for (int m = 0; m < geometry_.grad_accum; ++m) {
+    t = Clock::now();
+    loss_sum += model_.forward(batch.inputs.data() + m * per_micro, batch.targets.data() + m * per_micro, B, T);
+    s.forward_ms += ms_since(t);
+    t = Clock::now();
+    model_.backward(loss_scale);
+    s.backward_ms += ms_since(t);
+  }
+  t = Clock::now();
+  double loss = loss_sum / geometry_.grad_accum;
+  comm_.allreduce_sum(&loss, 1);
+  s.train_loss = loss / comm_.world();
+  auto& grads = model_.grads();
+  comm_.allreduce_sum(grads.data(), grads.size());
+  s.comm_ms = ms_since(t);
+  if (!std::isfinite(s.train_loss))
+    fail("training diverged: the loss is ", s.train_loss, " at step ", step_ + 1,
+         " (lr factor ", lr_factor(cfg_.schedule, step_, cfg_.train.steps),
+         "); lower the learning rates or enable optim.grad_clip. Checkpoints written so far are intact.");
+
+  t = Clock::now();
+  s.grad_norm = std::sqrt(cpu::deterministic_sum<double>(grads.size(), [&](size_t i) { return double(grads[i]) * grads[i]; }));
+  if (cfg_.optim.grad_clip > 0 && s.grad_norm > cfg_.optim.grad_clip) {
+    const float c = static_cast<float>(cfg_.optim.grad_clip / s.grad_norm);
+    for (auto& x : grads) x *= c;
+  }
+  s.lr_factor = lr_factor(cfg_.schedule, step_, cfg_.train.steps);
+  optimizer_.step(model_.params().data(), grads.data(), step_);
+  s.optim_ms = ms_since(t);
+  ++step_;
+  s.step = step_;
+  s.step_ms = ms_since(t_step);
+  return s;
+}
+
+double Trainer::evaluate() {
+  if (!val_) return NAN;
+  const auto [first, count] = val_->rank_range(comm_.rank(), comm_.world());
+  const int B = cfg_.batch.micro_batch, T = cfg_.batch.seq_len;
+  std::vector<int32_t> inputs, targets;
+  double sum = 0;
+  for (int i = 0; i < count; i += B) {
+    const int n = std::min(B, count - i);
+    val_->sequences(first + i, n, inputs, targets);
+    sum += model_.forward(inputs.data(), targets.data(), n, T) * n * T;
+  }
+  comm_.allreduce_sum(&sum, 1);
+  return sum / (static_cast<double>(val_->num_sequences()) * T);
+}
+
+std::string Trainer::save_checkpoint(const std::string& dir) {
+  const std::string path = (fs::path(dir) / checkpoint_name(step_)).string();
+  if (!comm_.is_root()) return path;
+  std::vector<CheckpointTensor> tensors;
+  for (const auto& spec : model_.table().params())
+    tensors.push_back({spec.name, model_.params().data() + spec.offset, spec.numel});
+  for (const auto& [name, state] : optimizer_.state_tensors()) tensors.push_back({name, state->data(), state->size()});
+  const LoaderPosition pos = loader_->resume_position();
+  nlohmann::json header = {
+      {"format", "muongpt checkpoint"},
+      {"step", step_},
+      {"tokens_seen", tokens_seen()},
+      {"world_size", comm_.world()},
+      {"loader", {{"shard", pos.shard}, {"offset", pos.offset}, {"epoch", pos.epoch}}},
+      {"config", config_to_json(cfg_)},
+  };
+  muongpt::save_checkpoint(path, header, tensors);
+  return path;
+}
+
+void Trainer::load_checkpoint(const std::string& path) {
+  Checkpoint ckpt(path);
+  for (const auto& spec : model_.table().params()) ckpt.read(spec.name, model_.params().data() + spec.offset, spec.numel);
+  for (const auto& [name, state] : optimizer_.state_tensors()) ckpt.read(name, state->data(), state->size());
+  const auto& h = ckpt.header();
+  try {
+    step_ = h.at("step").get<int>();
+    LoaderPosition pos;
+    pos.shard = h.at("loader").at("shard").get<int>();
+    pos.offset = h.at("loader").at("offset").get<int64_t>();
+    pos.epoch = h.at("loader").at("epoch").get<int64_t>();
+    loader_->set_position(pos);
+  } catch (const nlohmann::json::exception& e) {
+    fail("checkpoint ", path, ": incomplete header: ", e.what());
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+std::string select_device(const std::string& requested, bool verbose) {
+  if (requested != "auto" && requested != "cpu" && requested != "cuda")
+    fail("--device ", requested, ": expected auto, cpu or cuda");
+  const DeviceReport report = detect_devices();
+  if (requested == "cpu") return "cpu";
+  if (requested == "cuda") {
+    if (report.gpus.empty()) fail("--device cuda: ", report.cuda_status, "; use --device cpu");
+    fail("--device cuda: found ", report.gpus[0].name,
+         ", but this version's CUDA training backend is not available yet; use --device cpu");
+  }
+  if (verbose && !report.gpus.empty())
+    std::printf("note: %s found, but the CUDA training backend is not available yet; training on the CPU\n",
+                report.gpus[0].name.c_str());
+  return "cpu";
+}
+
+Config resolve_run_config(const RunOptions& options, std::string& source) {
+  if (!options.config_path.empty()) {
+    source = options.config_path;
+    if (!options.overrides.empty()) source += " (with --set overrides)";
+    return load_config(options.config_path, options.overrides);
+  }
+  if (options.resume && !options.out_dir.empty()) {
+    const std::string path = (fs::path(options.out_dir) / "config.json").string();
+    if (!fs::exists(path)) fail("--resume without --config: ", path, " does not exist");
+    source = path;
+    return load_config(path, options.overrides);
+  }
+  fail("--config FILE is required (or --resume with --out DIR of an existing run)");
+}
+
+namespace {
+
+std::string default_out_dir(const Config& cfg, const std::string& config_path) {
+  std::string name = cfg.meta.name;
+  if (name.empty()) name = fs::path(config_path.empty() ? "run" : config_path).stem().string();
+  return (fs::path("runs") / name).string();
+}
+
+// Deletes all but the newest `keep` checkpoints.
+void prune_checkpoints(const std::string& dir, int keep) {
+  if (keep <= 0) return;
+  const auto files = list_checkpoints(dir);
+  for (size_t i = static_cast<size_t>(keep); i < files.size(); ++i) fs::remove(files[i]);
+}
+
+}  // namespace
+
+void run_training(const RunOptions& options) {
+  std::unique_ptr<Comm> comm = make_comm();
+  const bool root = comm->is_root();
+  std::string source;
+  Config cfg = resolve_run_config(options, source);
+  if (options.seed) cfg.train.seed = *options.seed;
+  validate_config(cfg, source, comm->world());
+  check_data_files(cfg, source);
+  const std::string device = select_device(options.device, root);
+  const std::string out_dir = options.out_dir.empty() ? default_out_dir(cfg, options.config_path) : options.out_dir;
+
+  // Never overwrite an earlier run unless asked to continue it.
+  std::string resume_from;
+  if (options.resume) {
+    for (const auto& path : list_checkpoints(out_dir)) {
+      try {
+        Checkpoint probe(path);
+        resume_from = path;
+        break;
+      } catch (const Error& e) {
+        if (root) std::printf("warning: skipping %s\n", e.what());
+      }
+    }
+    if (resume_from.empty() && root)
+      std::printf("note: no complete checkpoint in %s: starting from step 0\n", out_dir.c_str());
+  } else if (fs::exists(fs::path(out_dir) / "metrics.jsonl") || !list_checkpoints(out_dir).empty()) {
+    fail("output directory ", out_dir, " already holds a run; pass --resume to continue it or --out for a new one");
+  }
+
+  if (root) {
+    fs::create_directories(out_dir);
+    write_text_file_atomic(fs::path(out_dir) / "config.json", config_to_json(cfg).dump(2) + "\n");
+  }
+
+  Trainer trainer(cfg, source, *comm);
+  if (!resume_from.empty()) trainer.load_checkpoint(resume_from);
+  const int start_step = trainer.step();
+  MetricsLog metrics = root ? MetricsLog((fs::path(out_dir) / "metrics.jsonl").string(), resume_from.empty() ? -1 : start_step)
+                            : MetricsLog();
+  if (root) {
+    const auto& m = cfg.model;
+    std::printf("muongpt %s | %s | device %s | %s\n", MUONGPT_VERSION, source.c_str(), device.c_str(),
+                comm->name().c_str());
+    if (!cfg.meta.record.empty()) std::printf("record: %s\n", cfg.meta.record.c_str());
+    std::printf("model: %d layers, d_model %d, %d heads, %s params | batch %lld tokens = %d x %d seq x %d accum x %d ranks\n",
+                m.n_layer, m.d_model, m.n_head, format_count(static_cast<double>(trainer.model().table().total())).c_str(),
+                static_cast<long long>(cfg.batch.global_tokens), cfg.batch.micro_batch, cfg.batch.seq_len,
+                trainer.grad_accum(), comm->world());
+    std::printf("run directory: %s%s\n", out_dir.c_str(),
+                resume_from.empty() ? "" : str(" (resumed from ", resume_from, ", step ", start_step, ")").c_str());
+    std::fflush(stdout);
+  }
+
+  const auto t_start = Clock::now();
+  double train_seconds = 0;  // excludes evaluation and checkpointing
+  double last_val = NAN, last_train = NAN;
+  auto log_val = [&](double val) {
+    last_val = val;
+    if (!root) return;
+    const double elapsed = std::chrono::duration<double>(Clock::now() - t_start).count();
+    metrics.write({{"step", trainer.step()}, {"val_loss", val}, {"elapsed_s", elapsed}});
+    std::printf("step %*d/%d | val loss %.4f\n", static_cast<int>(std::to_string(cfg.train.steps).size()),
+                trainer.step(), cfg.train.steps, val);
+    std::fflush(stdout);
+  };
+  int last_saved_step = -1;
+  auto save = [&] {
+    const std::string path = trainer.save_checkpoint(out_dir);
+    last_saved_step = trainer.step();
+    if (root) prune_checkpoints(out_dir, cfg.train.keep_checkpoints);
+    return path;
+  };
+
+  if (start_step == 0 && cfg.train.eval_every > 0) log_val(trainer.evaluate());
+  std::string last_checkpoint;
+  const int width = static_cast<int>(std::to_string(cfg.train.steps).size());
+  int timed_steps = 0;
+  while (trainer.step() < cfg.train.steps) {
+    const StepStats s = trainer.train_step();
+    last_train = s.train_loss;
+    // The first step includes one-off costs (page faults, thread start-up); keep it out of the rate.
+    if (trainer.step() > start_step + 1 || cfg.train.steps - start_step == 1) {
+      train_seconds += s.step_ms / 1000.0;
+      ++timed_steps;
+    }
+    if (root) {
+      const double step_s = timed_steps ? train_seconds / timed_steps : s.step_ms / 1000.0;
+      const double tok_s = cfg.batch.global_tokens / step_s;
+      const std::vector<double> lrs = trainer.optimizer().group_lrs(s.step - 1);
+      nlohmann::json rec = {{"step", s.step},           {"train_loss", s.train_loss}, {"lr_factor", s.lr_factor},
+                            {"grad_norm", s.grad_norm}, {"tokens", trainer.tokens_seen()},
+                            {"step_ms", s.step_ms},     {"tokens_per_s", tok_s}};
+      nlohmann::json update_rms;
+      const auto& groups = trainer.optimizer().config().groups;
+      for (size_t g = 0; g < groups.size(); ++g) update_rms[groups[g].name] = trainer.optimizer().last_update_rms()[g];
+      rec["update_rms"] = update_rms;
+      metrics.write(rec);
+      if (s.step % cfg.train.log_every == 0 || s.step == cfg.train.steps) {
+        const double eta = step_s * (cfg.train.steps - s.step);
+        std::printf("step %*d/%d | loss %.4f | lr %.2e | %s tok/s | %.0f ms | ETA %s\n", width, s.step,
+                    cfg.train.steps, s.train_loss, lrs.empty() ? 0.0 : lrs[0],
+                    format_count(tok_s).c_str(), s.step_ms, format_duration(eta).c_str());
+        std::fflush(stdout);
+      }
+    }
+    const bool last = trainer.step() == cfg.train.steps;
+    if (last || (cfg.train.eval_every > 0 && trainer.step() % cfg.train.eval_every == 0)) log_val(trainer.evaluate());
+    if (last || (cfg.train.checkpoint_every > 0 && trainer.step() % cfg.train.checkpoint_every == 0))
+      last_checkpoint = save();
+    if (!last && options.stop_at_step > 0 && trainer.step() == options.stop_at_step) {
+      if (last_saved_step != trainer.step()) last_checkpoint = save();
+      if (root)
+        std::printf("stopped after step %d as asked (--stop-at-step); checkpoint %s; continue with --resume\n",
+                    trainer.step(), last_checkpoint.c_str());
+      return;
+    }
+  }
+  if (start_step == cfg.train.steps) {  // resumed a finished run: still report its numbers
+    last_val = trainer.evaluate();
+    last_checkpoint = resume_from;
+  }
+
+  if (root) {
+    const double tok_s = timed_steps ? cfg.batch.global_tokens * timed_steps / train_seconds : 0.0;
+    nlohmann::json summary = {
+        {"name", cfg.meta.name.empty() ? fs::path(out_dir).filename().string() : cfg.meta.name},
+        {"steps", trainer.step()},
+        {"tokens", trainer.tokens_seen()},
+        {"final_val_loss", std::isnan(last_val) ? nlohmann::json(nullptr) : nlohmann::json(last_val)},
+        {"final_train_loss", std::isnan(last_train) ? nlohmann::json(nullptr) : nlohmann::json(last_train)},
+        {"train_seconds", train_seconds},
+        {"tokens_per_s", tok_s},
+        {"device", device},
+        {"world_size", comm->world()},
+        {"checkpoint", last_checkpoint},
+        {"config", source},
+    };
+    if (cfg.meta.target_val_loss > 0) summary["target_val_loss"] = cfg.meta.target_val_loss;
+    write_text_file_atomic(fs::path(out_dir) / "summary.json", summary.dump(2) + "\n");
+    std::printf("done: %d steps, final val loss %.4f | log %s | checkpoint %s\n", trainer.step(), last_val,
+                (fs::path(out_dir) / "metrics.jsonl").c_str(), last_checkpoint.c_str());
+  }
+}
+
+}  // namespace muongpt

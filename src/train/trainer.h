@@ -1,0 +1,90 @@
+// The training loop on the CPU reference backend.
+//
+//   for step in [start, steps):
+//     [evaluate every eval_every steps, and at step 0]
+//     batch = loader.next()                     (prefetched on a thread)
+//     for each micro-batch: forward, backward(1 / tokens per global batch)
+//     all-reduce gradients (sum over ranks = gradient of the global mean loss)
+//     [clip the global gradient norm]
+//     optimizer step (Muon + AdamW groups, scheduled lr and momentum)
+//     log; [checkpoint every checkpoint_every steps]
+//   evaluate, checkpoint, summary.json
+//
+// Rank 0 alone writes the run directory: config.json (resolved config),
+// metrics.jsonl (one JSON object per step and per evaluation), checkpoints
+// ckpt_NNNNNNNN.bin and summary.json.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "data/loader.h"
+#include "dist/comm.h"
+#include "model/gpt.h"
+#include "optim/optimizer.h"
+
+namespace muongpt {
+
+struct StepStats {
+  int step = 0;  // steps completed after this one
+  double train_loss = 0;
+  double lr_factor = 0;
+  double grad_norm = 0;
+  double step_ms = 0, data_ms = 0, forward_ms = 0, backward_ms = 0, comm_ms = 0, optim_ms = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(const Config& cfg, const std::string& source, Comm& comm);
+
+  // Loads parameters, optimizer state, step and data position.
+  void load_checkpoint(const std::string& path);
+  // Rank 0 writes `dir/ckpt_<step>.bin` atomically; returns its path.
+  std::string save_checkpoint(const std::string& dir);
+
+  StepStats train_step();
+  double evaluate();  // mean val loss over data.val_tokens tokens (same on every rank)
+
+  int step() const { return step_; }
+  int64_t tokens_seen() const { return static_cast<int64_t>(step_) * cfg_.batch.global_tokens; }
+  const Config& config() const { return cfg_; }
+  Gpt<float>& model() { return model_; }
+  Optimizer<float>& optimizer() { return optimizer_; }
+  int grad_accum() const { return geometry_.grad_accum; }
+
+ private:
+  Config cfg_;
+  std::string source_;
+  Comm& comm_;
+  BatchGeometry geometry_;
+  Gpt<float> model_;
+  Optimizer<float> optimizer_;
+  std::unique_ptr<PrefetchingLoader> loader_;
+  std::unique_ptr<ValSet> val_;
+  int step_ = 0;
+};
+
+struct RunOptions {
+  std::string config_path;                 // empty with resume: the run directory's config.json
+  std::vector<std::string> overrides;      // --set key=value
+  std::string out_dir;                     // empty: runs/<name>
+  bool resume = false;
+  std::string device = "auto";
+  std::optional<unsigned long long> seed;  // --seed overrides train.seed
+  int stop_at_step = 0;                    // > 0: checkpoint and exit after this step (resume later)
+};
+
+// The `train` command: runs a whole training job and writes the run directory.
+void run_training(const RunOptions& options);
+
+// Loads the config a command should use: from a file with overrides, or the
+// config stored in a checkpoint.
+Config resolve_run_config(const RunOptions& options, std::string& source);
+
+// Picks the backend for `--device`; prints why when it falls back.
+std::string select_device(const std::string& requested, bool verbose);
+
+}  // namespace muongpt

@@ -1,0 +1,31 @@
+// Human-readable numbers and durations for progress lines.
+#pragma once
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+namespace muongpt {
+
+// 1234567 -> "1.23M", 950 -> "950"
+inline std::string format_count(double x) {
+  char buf[32];
+  if (x >= 1e9) std::snprintf(buf, sizeof(buf), "%.2fG", x / 1e9);
+  else if (x >= 1e6) std::snprintf(buf, sizeof(buf), "%.2fM", x / 1e6);
+  else if (x >= 1e4) std::snprintf(buf, sizeof(buf), "%.1fk", x / 1e3);
+  else std::snprintf(buf, sizeof(buf), "%.0f", x);
+  return buf;
+}
+
+// 3725 s -> "1h02m05s", 65 s -> "1m05s", 4.2 s -> "4s"
+inline std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const long s = std::lround(seconds);
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof(buf), "%ldh%02ldm%02lds", s / 3600, (s / 60) % 60, s % 60);
+  else if (s >= 60) std::snprintf(buf, sizeof(buf), "%ldm%02lds", s / 60, s % 60);
+  else std::snprintf(buf, sizeof(buf), "%lds", s);
+  return buf;
+}
+
+}  // namespace muongpt

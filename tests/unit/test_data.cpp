@@ -1,0 +1,196 @@
+// Shards and the loaders: format checks, slicing across world sizes, resume.
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "data/loader.h"
+#include "data/shard.h"
+#include "test_support.h"
+
+using namespace muongpt;
+using namespace muongpt::test;
+
+namespace {
+
+// Shards whose token i (globally numbered across shards) is i % 50000, so
+// every position is identifiable.
+std::string make_shards(const std::string& name, const std::vector<size_t>& sizes, size_t first_value = 0) {
+  const auto dir = scratch_dir(name);
+  size_t value = first_value;
+  for (size_t s = 0; s < sizes.size(); ++s) {
+    std::vector<uint16_t> tokens(sizes[s]);
+    for (auto& t : tokens) t = static_cast<uint16_t>(value++ % 50000);
+    char file[32];
+    std::snprintf(file, sizeof(file), "train_%06zu.bin", s);
+    write_shard((dir / file).string(), tokens);
+  }
+  return (dir / "train_*.bin").string();
+}
+
+}  // namespace
+
+TEST_CASE("shard round trip and statistics", "[data][shard]") {
+  const auto dir = scratch_dir("shard");
+  const std::string path = (dir / "a.bin").string();
+  const std::vector<uint16_t> tokens = {50256, 10, 20, 50256, 7};
+  write_shard(path, tokens);
+  REQUIRE(read_shard_token_count(path) == 5);
+  Shard s(path);
+  REQUIRE(std::vector<uint16_t>(s.tokens(), s.tokens() + s.size()) == tokens);
+  const ShardStats st = scan_tokens(s.tokens(), s.size());
+  REQUIRE(st.end_of_text == 2);
+  REQUIRE(st.min_id == 7);
+  REQUIRE(st.max_id == 50256);
+  require_error([&] { check_token_ids(s, 50000); }, {path, "token id 50256", "position 0", "vocab_size 50000"});
+  REQUIRE(!std::filesystem::exists(path + ".tmp"));
+}
+
+TEST_CASE("foreign and damaged shards give clear errors", "[data][shard]") {
+  const auto dir = scratch_dir("badshard");
+  const std::string good = (dir / "good.bin").string();
+  write_shard(good, std::vector<uint16_t>(100, 3));
+  auto bytes = [&] {
+    std::ifstream in(good, std::ios::binary);
+    return std::vector<char>(std::istreambuf_iterator<char>(in), {});
+  }();
+  auto write = [&](const std::string& name, const std::vector<char>& b) {
+    const std::string p = (dir / name).string();
+    std::ofstream(p, std::ios::binary).write(b.data(), static_cast<std::streamsize>(b.size()));
+    return p;
+  };
+  auto truncated = bytes;
+  truncated.resize(bytes.size() - 10);
+  require_error([&] { read_shard_token_count(write("trunc.bin", truncated)); }, {"trunc.bin", "truncated"});
+  auto odd = bytes;
+  odd.push_back(0);
+  require_error([&] { read_shard_token_count(write("odd.bin", odd)); }, {"odd.bin", "odd number of body bytes"});
+  auto magic = bytes;
+  magic[0] = 1;
+  require_error([&] { read_shard_token_count(write("magic.bin", magic)); }, {"magic.bin", "bad magic", "20240520"});
+  auto version = bytes;
+  version[4] = 7;
+  require_error([&] { read_shard_token_count(write("version.bin", version)); }, {"version.bin", "unsupported version 7"});
+  require_error([&] { read_shard_token_count(write("tiny.bin", {'a', 'b'})); }, {"tiny.bin", "shorter than"});
+  auto extra = bytes;
+  extra.push_back(0);
+  extra.push_back(0);
+  require_error([&] { read_shard_token_count(write("extra.bin", extra)); }, {"extra.bin", "trailing data"});
+}
+
+TEST_CASE("every rank reads a disjoint contiguous part, the same tokens for any world size", "[data][loader]") {
+  const int B = 2, T = 8;
+  const int64_t global = 96;  // tokens per step
+  const std::string pattern = make_shards("slicing", {1000, 700, 500});
+  auto tokens_of_steps = [&](int world, int steps) {
+    // multiset of (step, token) over all ranks and micro-steps
+    std::vector<std::multiset<int>> per_step(steps);
+    for (int rank = 0; rank < world; ++rank) {
+      BatchGeometry g{B, T, static_cast<int>(global / (B * T * world)), rank, world};
+      TrainLoader loader(pattern, "data.train_pattern", g, 50257);
+      for (int s = 0; s < steps; ++s) {
+        const StepBatch b = loader.next();
+        REQUIRE(b.inputs.size() == size_t(g.grad_accum) * B * T);
+        for (size_t i = 0; i < b.inputs.size(); ++i) {
+          REQUIRE(b.targets[i] == (b.inputs[i] + 1) % 50000);  // next-token targets
+          per_step[s].insert(b.inputs[i]);
+        }
+      }
+    }
+    return per_step;
+  };
+  const int steps = 30;  // crosses both shard boundaries and wraps around
+  const auto one = tokens_of_steps(1, steps);
+  for (int world : {2, 3, 6}) {
+    INFO("world " << world);
+    REQUIRE(tokens_of_steps(world, steps) == one);
+  }
+  // each step covers each of its tokens exactly once, contiguous within a shard
+  for (int s = 0; s < steps; ++s) {
+    REQUIRE(one[s].size() == size_t(global));
+    std::set<int> unique(one[s].begin(), one[s].end());
+    REQUIRE(unique.size() == size_t(global));
+    REQUIRE(*unique.rbegin() - *unique.begin() == global - 1);
+  }
+  // shard 0 holds 1000 tokens: 10 batches of 96 (+1) fit, then shard 1 starts at token 1000
+  REQUIRE(*one[9].begin() == 864);
+  REQUIRE(*one[10].begin() == 1000);
+  REQUIRE(*one[16].begin() == 1000 + 6 * 96);  // 700 tokens hold 7 batches
+  REQUIRE(*one[17].begin() == 1700);           // shard 2 (500 tokens: 5 batches)
+  REQUIRE(*one[22].begin() == 0);              // wrapped to shard 0: a new epoch
+}
+
+TEST_CASE("world sizes 1, 2, 3 and 8 cover each token of an epoch exactly once", "[data][loader]") {
+  const int B = 1, T = 2, global = 48;
+  const std::string pattern = make_shards("cover", {global * 10 + 1});
+  for (int world : {1, 2, 3, 8}) {
+    INFO("world " << world);
+    std::multiset<int> seen;
+    for (int rank = 0; rank < world; ++rank) {
+      BatchGeometry g{B, T, global / (B * T * world), rank, world};
+      TrainLoader loader(pattern, "data.train_pattern", g, 50257);
+      for (int s = 0; s < 10; ++s)
+        for (int32_t t : loader.next().inputs) seen.insert(t);
+    }
+    REQUIRE(seen.size() == 480);
+    REQUIRE(std::set<int>(seen.begin(), seen.end()).size() == 480);
+  }
+}
+
+TEST_CASE("the loader resumes mid-shard and across shard boundaries", "[data][loader]") {
+  const std::string pattern = make_shards("resume", {300, 200});
+  BatchGeometry g{2, 5, 2, 0, 1};
+  TrainLoader reference(pattern, "data.train_pattern", g, 50257);
+  std::vector<StepBatch> all;
+  for (int s = 0; s < 12; ++s) all.push_back(reference.next());
+  for (int stop : {1, 6, 7, 11}) {
+    INFO("resume after " << stop << " steps");
+    TrainLoader first(pattern, "data.train_pattern", g, 50257);
+    for (int s = 0; s < stop; ++s) first.next();
+    PrefetchingLoader resumed(std::make_unique<TrainLoader>(pattern, "data.train_pattern", g, 50257));
+    resumed.next();  // advance somewhere else first, then jump
+    resumed.set_position(first.position());
+    for (int s = stop; s < 12; ++s) REQUIRE(resumed.next().inputs == all[s].inputs);
+  }
+  // the prefetching loader reports where to resume after the batches handed out
+  PrefetchingLoader p(std::make_unique<TrainLoader>(pattern, "data.train_pattern", g, 50257));
+  p.next();
+  p.next();
+  TrainLoader check(pattern, "data.train_pattern", g, 50257);
+  check.set_position(p.resume_position());
+  REQUIRE(check.next().inputs == all[2].inputs);
+}
+
+TEST_CASE("loader errors: no files, too-small shards, out-of-vocabulary ids", "[data][loader]") {
+  BatchGeometry g{2, 8, 1, 0, 1};
+  require_error([&] { TrainLoader("/nonexistent/*.bin", "data.train_pattern", g, 50257); },
+                {"data.train_pattern", "no files match"});
+  const std::string small = make_shards("small", {10});
+  require_error([&] { TrainLoader(small, "data.train_pattern", g, 50257); },
+                {"data.train_pattern", "one global batch of 16 tokens"});
+  const std::string big_ids = make_shards("ids", {100}, 40000);
+  TrainLoader loader(big_ids, "data.train_pattern", g, 40010);
+  require_error([&] { loader.next(); }, {"token id", "outside the model's vocabulary"});
+}
+
+TEST_CASE("the validation set is the first val_tokens tokens, split across ranks", "[data][val]") {
+  const std::string pattern = make_shards("val", {50, 100});
+  ValSet val(pattern, "data.val_pattern", 120, 10, 50257);  // spans both shards
+  REQUIRE(val.num_sequences() == 12);
+  std::vector<int32_t> in, tg;
+  val.sequences(4, 2, in, tg);
+  REQUIRE(in.front() == 40);
+  REQUIRE(in.back() == 59);
+  REQUIRE(tg.back() == 60);
+  for (int world : {1, 2, 5}) {
+    int covered = 0, next = 0;
+    for (int r = 0; r < world; ++r) {
+      auto [first, count] = val.rank_range(r, world);
+      REQUIRE(first == next);
+      next += count;
+      covered += count;
+    }
+    REQUIRE(covered == 12);
+  }
+  require_error([&] { ValSet(pattern, "data.val_pattern", 150, 10, 50257); },
+                {"data.val_pattern", "hold 150 tokens", "needs 151"});
+}

@@ -1,0 +1,106 @@
+// The CPU engine against the PyTorch reference (scripts/reference/reference.py,
+// float64): logits, loss and every gradient of one batch, then the losses of
+// ten Muon + AdamW steps and the parameters they end with. Run in double
+// (differences only from summation order) and in float (fp32 tolerances).
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "config/config_io.h"
+#include "model/gpt.h"
+#include "optim/optimizer.h"
+#include "test_support.h"
+
+using namespace muongpt;
+using namespace muongpt::test;
+using nlohmann::json;
+
+namespace {
+
+struct Tolerance {
+  double rtol, atol;
+};
+struct Tolerances {
+  Tolerance logits, grads, losses, params;
+};
+
+json load_fixture(const std::string& name) {
+  const std::string path = test_path("fixtures/reference/" + name + ".json");
+  std::ifstream in(path);
+  REQUIRE(in.good());
+  return json::parse(in);
+}
+
+template <class T>
+void load_params(Gpt<T>& model, const json& values) {
+  REQUIRE(values.size() == model.table().params().size());  // no parameter missing on either side
+  for (const auto& spec : model.table().params()) {
+    INFO("parameter " << spec.name);
+    REQUIRE(values.contains(spec.name));
+    const auto& v = values.at(spec.name);
+    REQUIRE(v.size() == spec.numel);
+    for (size_t i = 0; i < spec.numel; ++i) model.params()[spec.offset + i] = static_cast<T>(v[i].template get<double>());
+  }
+}
+
+std::vector<double> as_vector(const json& j) { return j.get<std::vector<double>>(); }
+
+template <class T>
+void check_fixture(const std::string& name, const Tolerances& tol) {
+  const json fx = load_fixture(name);
+  const Config cfg = config_from_json(fx.at("config"), "fixture " + name);
+  const int B = cfg.batch.micro_batch, Tn = cfg.batch.seq_len;
+  Gpt<T> model(cfg.model, B, Tn);
+  load_params(model, fx.at("params"));
+  const auto tokens = fx.at("tokens").get<std::vector<int32_t>>();
+  const auto targets = fx.at("targets").get<std::vector<int32_t>>();
+
+  model.zero_grad();
+  const double loss = model.forward(tokens.data(), targets.data(), B, Tn);
+  const size_t n_logits = static_cast<size_t>(B) * Tn * cfg.model.padded_vocab_size;
+  std::vector<double> logits(model.logits(), model.logits() + n_logits);
+  require_close(logits, as_vector(fx.at("logits")), tol.logits.rtol, tol.logits.atol, name + " logits");
+  require_close(std::vector<double>{loss}, std::vector<double>{fx.at("loss").get<double>()}, tol.logits.rtol, 0,
+                name + " loss");
+  model.backward(static_cast<T>(1.0 / (B * Tn)));
+  for (const auto& spec : model.table().params()) {
+    std::vector<double> g(model.grads().begin() + spec.offset, model.grads().begin() + spec.offset + spec.numel);
+    require_close(g, as_vector(fx.at("grads").at(spec.name)), tol.grads.rtol, tol.grads.atol,
+                  name + " grad " + spec.name);
+  }
+
+  // ten optimizer steps from the same initial parameters
+  load_params(model, fx.at("params"));
+  Optimizer<T> optimizer(model.table(), cfg.optim, cfg.schedule, cfg.train.steps, "fixture " + name);
+  const auto& batches = fx.at("train").at("batches");
+  std::vector<double> losses;
+  for (int step = 0; step < cfg.train.steps; ++step) {
+    const auto tok = batches[step].at("tokens").get<std::vector<int32_t>>();
+    const auto tgt = batches[step].at("targets").get<std::vector<int32_t>>();
+    model.zero_grad();
+    losses.push_back(model.forward(tok.data(), tgt.data(), B, Tn));
+    model.backward(static_cast<T>(1.0 / (B * Tn)));
+    optimizer.step(model.params().data(), model.grads().data(), step);
+  }
+  require_close(losses, as_vector(fx.at("train").at("losses")), tol.losses.rtol, tol.losses.atol,
+                name + " training losses");
+  for (const auto& spec : model.table().params()) {
+    std::vector<double> p(model.params().begin() + spec.offset, model.params().begin() + spec.offset + spec.numel);
+    require_close(p, as_vector(fx.at("train").at("final_params").at(spec.name)), tol.params.rtol, tol.params.atol,
+                  name + " final " + spec.name);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("CPU engine in double matches the PyTorch reference", "[reference]") {
+  // the fixture stores 12 significant digits
+  const Tolerances tol{{1e-9, 1e-11}, {1e-8, 1e-11}, {1e-9, 0}, {1e-8, 1e-10}};
+  SECTION("all features") { check_fixture<double>("all_features", tol); }
+  SECTION("gpt2 style") { check_fixture<double>("gpt2_style", tol); }
+}
+
+TEST_CASE("CPU engine in float matches the PyTorch reference within fp32 tolerance", "[reference]") {
+  const Tolerances tol{{1e-5, 1e-5}, {1e-3, 2e-6}, {1e-5, 0}, {1e-3, 1e-4}};
+  SECTION("all features") { check_fixture<float>("all_features", tol); }
+  SECTION("gpt2 style") { check_fixture<float>("gpt2_style", tol); }
+}
