@@ -242,6 +242,23 @@ struct TrainConfig {
   }
 };
 
+struct DistConfig {
+  int zero_stage = 0;
+  std::string muon = "replicated";
+  double timeout_s = 600.0;
+
+  template <class V>
+  void visit(V& v) {
+    v("zero_stage", zero_stage, "1: shard AdamW state across ranks (ZeRO-1), params all-gathered after the update; 0: replicate");
+    v("muon", muon,
+      "replicated: every rank runs Muon on every matrix; owner: each matrix's momentum and Newton-Schulz live on one "
+      "rank, updated matrices are all-gathered (speedrun); zero1: momentum sharded by rows, the full matrix is "
+      "gathered for Newton-Schulz, each rank updates its shard (Moonlight)",
+      {"replicated", "owner", "zero1"});
+    v("timeout_s", timeout_s, "abort with a message naming the collective when one takes longer than this");
+  }
+};
+
 struct MetaConfig {
   std::string name;
   std::string description;
@@ -265,6 +282,7 @@ struct Config {
   ScheduleConfig schedule;
   OptimConfig optim;
   TrainConfig train;
+  DistConfig dist;
 
   template <class V>
   void visit(V& v) {
@@ -275,6 +293,7 @@ struct Config {
     v("schedule", schedule, "learning-rate schedule");
     v("optim", optim, "optimizers");
     v("train", train, "trainer");
+    v("dist", dist, "data parallelism over several processes (mpirun)");
   }
 };
 

@@ -304,6 +304,7 @@ void apply_override(json& doc, const std::string& assignment) {
   while (std::getline(parts, part, '.')) path.push_back(part);
   for (size_t i = 0; i < path.size(); ++i) {
     const std::string& p = path[i];
+    const std::string parent = walked;
     walked += (walked.empty() ? "" : ".") + p;
     const bool last = i + 1 == path.size();
     if (node->is_array()) {
@@ -313,7 +314,8 @@ void apply_override(json& doc, const std::string& assignment) {
         fail("--set ", assignment, ": ", walked, ": index out of range (array has ", node->size(), " elements)");
       node = &(*node)[static_cast<size_t>(index)];
     } else {
-      if (!node->is_object()) fail("--set ", assignment, ": ", walked, " is not an object");
+      if (node->is_null()) *node = json::object();  // a section the file leaves out
+      if (!node->is_object()) fail("--set ", assignment, ": ", parent, " is not an object");
       node = &(*node)[p];
     }
     if (last) *node = value;
@@ -402,6 +404,9 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
     invalid(source, "schedule.cooldown_frac", str(s.cooldown_frac, " is outside [0, 1]"));
   if (s.final_lr_frac < 0) invalid(source, "schedule.final_lr_frac", "must be >= 0");
 
+  if (cfg.dist.zero_stage != 0 && cfg.dist.zero_stage != 1)
+    invalid(source, "dist.zero_stage", str(cfg.dist.zero_stage, " is not supported (0 or 1)"));
+  if (cfg.dist.timeout_s <= 0) invalid(source, "dist.timeout_s", "must be positive");
   if (cfg.optim.groups.empty()) invalid(source, "optim.groups", "at least one optimizer group is required");
   if (cfg.optim.grad_clip < 0) invalid(source, "optim.grad_clip", "must be >= 0");
   std::set<std::string> names;

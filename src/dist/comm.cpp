@@ -1,6 +1,13 @@
 #include "dist/comm.h"
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <thread>
 
 #if MUONGPT_HAVE_MPI
 #include <mpi.h>
@@ -17,69 +24,158 @@ class SingleComm final : public Comm {
   int rank() const override { return 0; }
   int world() const override { return 1; }
   std::string name() const override { return "single process"; }
-  void allreduce_sum(float*, size_t) override {}
-  void allreduce_sum(double*, size_t) override {}
-  void broadcast(void*, size_t, int) override {}
-  void barrier() override {}
+  void allreduce_sum(float*, size_t, const char*) override {}
+  void allreduce_sum(double*, size_t, const char*) override {}
+  void allgatherv(float*, const std::vector<int>&, const std::vector<int>&, const char*) override {}
+  void gatherv(const float* send, float* recv, const std::vector<int>& counts, const std::vector<int>& displs, int,
+               const char*) override {
+    if (send != recv + displs[0]) std::memcpy(recv + displs[0], send, counts[0] * sizeof(float));
+  }
+  void broadcast(void*, size_t, int, const char*) override {}
+  void barrier(const char*) override {}
+  void set_timeout(double) override {}
   [[noreturn]] void abort(int code) override { std::exit(code); }
 };
 
 #if MUONGPT_HAVE_MPI
-void check_mpi(int rc, const char* what) {
+void check_mpi(int rc, const char* op, const char* what) {
   if (rc != MPI_SUCCESS) {
     char text[MPI_MAX_ERROR_STRING];
     int len = 0;
     MPI_Error_string(rc, text, &len);
-    fail("MPI ", what, " failed: ", std::string(text, len));
+    fail("MPI ", op, " (", what, ") failed: ", std::string(text, len));
   }
 }
+
+// Watches the collective in flight; past the timeout it reports which one
+// and ends this process (the launcher then ends the other ranks). A rank
+// that died or hangs can therefore not keep the others waiting forever.
+class Watchdog {
+ public:
+  explicit Watchdog(int rank) : rank_(rank), thread_([this] { run(); }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  void set_timeout(double seconds) { timeout_ms_ = static_cast<long>(seconds * 1000); }
+  void begin(const char* op, const char* what) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    op_ = op;
+    what_ = what;
+    started_ = std::chrono::steady_clock::now();
+    active_ = true;
+  }
+  void end() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    active_ = false;
+  }
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!stop_) {
+      wake_.wait_for(lock, std::chrono::milliseconds(200));
+      if (!active_) continue;
+      const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_);
+      if (waited.count() > timeout_ms_.load()) {
+        std::fprintf(stderr,
+                     "error: rank %d: MPI %s (%s) did not complete within %.0f s (dist.timeout_s); another rank "
+                     "has probably died or hangs. Ending this rank.\n",
+                     rank_, op_, what_, timeout_ms_.load() / 1000.0);
+        std::fflush(stderr);
+        std::_Exit(3);
+      }
+    }
+  }
+  int rank_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::atomic<long> timeout_ms_{600000};
+  const char* op_ = "";
+  const char* what_ = "";
+  std::chrono::steady_clock::time_point started_;
+  bool active_ = false, stop_ = false;
+  std::thread thread_;
+};
 
 class MpiComm final : public Comm {
  public:
   MpiComm() {
     int initialized = 0;
     MPI_Initialized(&initialized);
-    if (!initialized) check_mpi(MPI_Init(nullptr, nullptr), "init");
+    if (!initialized) check_mpi(MPI_Init(nullptr, nullptr), "init", "startup");
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &world_);
+    watchdog_ = std::make_unique<Watchdog>(rank_);
   }
   ~MpiComm() override {
+    watchdog_.reset();
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (!finalized) MPI_Finalize();
   }
   int rank() const override { return rank_; }
   int world() const override { return world_; }
-  std::string name() const override { return str("MPI (", world_, " ranks, host memory)"); }
-  void allreduce_sum(float* data, size_t n) override { reduce(data, n, MPI_FLOAT); }
-  void allreduce_sum(double* data, size_t n) override { reduce(data, n, MPI_DOUBLE); }
-  void broadcast(void* data, size_t bytes, int root) override {
+  std::string name() const override { return str("MPI, ", world_, " ranks, host memory"); }
+  void allreduce_sum(float* data, size_t n, const char* what) override { reduce(data, n, MPI_FLOAT, what); }
+  void allreduce_sum(double* data, size_t n, const char* what) override { reduce(data, n, MPI_DOUBLE, what); }
+  void allgatherv(float* buffer, const std::vector<int>& counts, const std::vector<int>& displs,
+                  const char* what) override {
+    Guard g(*watchdog_, "allgatherv", what);
+    check_mpi(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer, counts.data(), displs.data(), MPI_FLOAT,
+                             MPI_COMM_WORLD),
+              "allgatherv", what);
+  }
+  void gatherv(const float* send, float* recv, const std::vector<int>& counts, const std::vector<int>& displs,
+               int root, const char* what) override {
+    Guard g(*watchdog_, "gatherv", what);
+    check_mpi(MPI_Gatherv(send, counts[rank_], MPI_FLOAT, recv, counts.data(), displs.data(), MPI_FLOAT, root,
+                          MPI_COMM_WORLD),
+              "gatherv", what);
+  }
+  void broadcast(void* data, size_t bytes, int root, const char* what) override {
+    Guard g(*watchdog_, "broadcast", what);
     auto* p = static_cast<char*>(data);
     while (bytes > 0) {
       const int chunk = static_cast<int>(std::min<size_t>(bytes, 1 << 30));
-      check_mpi(MPI_Bcast(p, chunk, MPI_BYTE, root, MPI_COMM_WORLD), "broadcast");
+      check_mpi(MPI_Bcast(p, chunk, MPI_BYTE, root, MPI_COMM_WORLD), "broadcast", what);
       p += chunk;
       bytes -= chunk;
     }
   }
-  void barrier() override { check_mpi(MPI_Barrier(MPI_COMM_WORLD), "barrier"); }
+  void barrier(const char* what) override {
+    Guard g(*watchdog_, "barrier", what);
+    check_mpi(MPI_Barrier(MPI_COMM_WORLD), "barrier", what);
+  }
+  void set_timeout(double seconds) override { watchdog_->set_timeout(seconds); }
   [[noreturn]] void abort(int code) override {
     MPI_Abort(MPI_COMM_WORLD, code);
     std::exit(code);
   }
 
  private:
+  struct Guard {
+    Guard(Watchdog& w, const char* op, const char* what) : w_(w) { w_.begin(op, what); }
+    ~Guard() { w_.end(); }
+    Watchdog& w_;
+  };
   template <class T>
-  void reduce(T* data, size_t n, MPI_Datatype type) {
+  void reduce(T* data, size_t n, MPI_Datatype type, const char* what) {
+    Guard g(*watchdog_, "allreduce", what);
     while (n > 0) {  // MPI counts are int
       const int chunk = static_cast<int>(std::min<size_t>(n, 1 << 28));
-      check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, chunk, type, MPI_SUM, MPI_COMM_WORLD), "allreduce");
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, chunk, type, MPI_SUM, MPI_COMM_WORLD), "allreduce", what);
       data += chunk;
       n -= chunk;
     }
   }
   int rank_ = 0, world_ = 1;
+  std::unique_ptr<Watchdog> watchdog_;
 };
 #endif
 

@@ -4,11 +4,16 @@
 // CPU backend when the binary is started by an MPI launcher (mpirun/srun with
 // PMI); rank and world come from MPI. A GPU build adds NCCL later; MPI then
 // only bootstraps.
+//
+// Every collective names what it moves (`what`), so that a rank which waits
+// longer than the timeout can say which collective hung; the watchdog then
+// ends the process, and the launcher ends the others.
 #pragma once
 
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace muongpt {
 
@@ -18,10 +23,19 @@ class Comm {
   virtual int rank() const = 0;
   virtual int world() const = 0;
   virtual std::string name() const = 0;
-  virtual void allreduce_sum(float* data, size_t n) = 0;
-  virtual void allreduce_sum(double* data, size_t n) = 0;
-  virtual void broadcast(void* data, size_t bytes, int root) = 0;
-  virtual void barrier() = 0;
+  virtual void allreduce_sum(float* data, size_t n, const char* what) = 0;
+  virtual void allreduce_sum(double* data, size_t n, const char* what) = 0;
+  // In place: rank r's part is already at buffer[displs[r]] (counts[r] values);
+  // afterwards every rank holds every part.
+  virtual void allgatherv(float* buffer, const std::vector<int>& counts, const std::vector<int>& displs,
+                          const char* what) = 0;
+  // Rank r sends counts[r] values; `root` receives them at recv[displs[r]].
+  virtual void gatherv(const float* send, float* recv, const std::vector<int>& counts, const std::vector<int>& displs,
+                       int root, const char* what) = 0;
+  virtual void broadcast(void* data, size_t bytes, int root, const char* what) = 0;
+  virtual void barrier(const char* what) = 0;
+  // Seconds a collective may take before the watchdog ends the process.
+  virtual void set_timeout(double seconds) = 0;
   // Ends every rank after an unrecoverable error on this one.
   [[noreturn]] virtual void abort(int code) = 0;
 
@@ -32,7 +46,7 @@ class Comm {
 bool launched_by_mpi();
 
 // MPI when launched by mpirun/srun and built with MPI; the single-process
-// communicator otherwise. Asking for MPI in a build without it is an error.
+// communicator otherwise. Being launched by MPI in a build without it is an error.
 std::unique_ptr<Comm> make_comm();
 
 std::unique_ptr<Comm> make_single_comm();

@@ -89,13 +89,18 @@ Checkpoint::Checkpoint(const std::string& path) : path_(path) {
 }
 
 void Checkpoint::read(const std::string& name, float* out, size_t numel) const {
+  read_range(name, numel, 0, numel, out);
+}
+
+void Checkpoint::read_range(const std::string& name, size_t numel, size_t first, size_t count, float* out) const {
   auto it = index_.find(name);
   if (it == index_.end())
     fail("checkpoint ", path_, ": has no tensor ", name, " (was it written with a different model config?)");
   if (it->second.second != numel)
     fail("checkpoint ", path_, ": tensor ", name, " has ", it->second.second, " elements, the model expects ", numel,
          " (was it written with a different model config?)");
-  std::memcpy(out, bytes_.data() + it->second.first, numel * sizeof(float));
+  MUONGPT_CHECK(first + count <= numel, name);
+  std::memcpy(out, bytes_.data() + it->second.first + first * sizeof(float), count * sizeof(float));
 }
 
 std::vector<std::string> Checkpoint::tensor_names() const {

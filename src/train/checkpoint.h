@@ -38,6 +38,8 @@ class Checkpoint {
   bool has(const std::string& name) const { return index_.count(name) != 0; }
   // Copies a tensor into `out`, which must have exactly its size.
   void read(const std::string& name, float* out, size_t numel) const;
+  // Copies elements [first, first + count) of a tensor of `numel` elements.
+  void read_range(const std::string& name, size_t numel, size_t first, size_t count, float* out) const;
   std::vector<std::string> tensor_names() const;
 
  private:

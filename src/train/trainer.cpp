@@ -44,7 +44,8 @@ Trainer::Trainer(const Config& cfg, const std::string& source, Comm& comm)
       comm_(comm),
       geometry_(make_geometry(cfg, comm)),
       model_(cfg.model, cfg.batch.micro_batch, cfg.batch.seq_len),
-      optimizer_(model_.table(), cfg.optim, cfg.schedule, cfg.train.steps, source) {
+      optimizer_(model_.table(), cfg.optim, cfg.schedule, cfg.train.steps, source, cfg.dist, &comm) {
+  comm_.set_timeout(cfg.dist.timeout_s);
   model_.init(cfg.train.seed);
   loader_ = std::make_unique<PrefetchingLoader>(
       std::make_unique<TrainLoader>(cfg.data.train_pattern, "data.train_pattern", geometry_, cfg.model.vocab_size));
@@ -75,10 +76,10 @@ StepStats Trainer::train_step() {
   }
   t = Clock::now();
   double loss = loss_sum / geometry_.grad_accum;
-  comm_.allreduce_sum(&loss, 1);
+  comm_.allreduce_sum(&loss, 1, "train loss");
   s.train_loss = loss / comm_.world();
   auto& grads = model_.grads();
-  comm_.allreduce_sum(grads.data(), grads.size());
+  comm_.allreduce_sum(grads.data(), grads.size(), "gradients");
   s.comm_ms = ms_since(t);
   if (!std::isfinite(s.train_loss))
     fail("training diverged: the loss is ", s.train_loss, " at step ", step_ + 1,
@@ -111,17 +112,19 @@ double Trainer::evaluate() {
     val_->sequences(first + i, n, inputs, targets);
     sum += model_.forward(inputs.data(), targets.data(), n, T) * n * T;
   }
-  comm_.allreduce_sum(&sum, 1);
+  comm_.allreduce_sum(&sum, 1, "val loss");
   return sum / (static_cast<double>(val_->num_sequences()) * T);
 }
 
 std::string Trainer::save_checkpoint(const std::string& dir) {
   const std::string path = (fs::path(dir) / checkpoint_name(step_)).string();
+  std::vector<std::pair<std::string, std::vector<float>>> state;  // gathered on rank 0
+  optimizer_.gather_state([&](const std::string& name, const std::vector<float>& full) { state.emplace_back(name, full); });
   if (!comm_.is_root()) return path;
   std::vector<CheckpointTensor> tensors;
   for (const auto& spec : model_.table().params())
     tensors.push_back({spec.name, model_.params().data() + spec.offset, spec.numel});
-  for (const auto& [name, state] : optimizer_.state_tensors()) tensors.push_back({name, state->data(), state->size()});
+  for (const auto& [name, full] : state) tensors.push_back({name, full.data(), full.size()});
   const LoaderPosition pos = loader_->resume_position();
   nlohmann::json header = {
       {"format", "muongpt checkpoint"},
@@ -138,7 +141,9 @@ std::string Trainer::save_checkpoint(const std::string& dir) {
 void Trainer::load_checkpoint(const std::string& path) {
   Checkpoint ckpt(path);
   for (const auto& spec : model_.table().params()) ckpt.read(spec.name, model_.params().data() + spec.offset, spec.numel);
-  for (const auto& [name, state] : optimizer_.state_tensors()) ckpt.read(name, state->data(), state->size());
+  optimizer_.load_state([&](const std::string& name, size_t first, size_t count, float* out) {
+    ckpt.read_range(name, optimizer_.state_numel(name), first, count, out);
+  });
   const auto& h = ckpt.header();
   try {
     step_ = h.at("step").get<int>();

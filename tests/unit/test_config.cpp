@@ -89,19 +89,23 @@ TEST_CASE("missing data files are named with their key", "[config]") {
   require_error([&] { check_data_files(cfg, "t.json"); }, {"t.json", "data.train_pattern", "/nonexistent/train_*.bin"});
 }
 
-TEST_CASE("--set overrides any field, with values parsed as JSON", "[config]") {
+TEST_CASE("overrides (--set) reach any field, with values parsed as JSON", "[config]") {
   json doc = tiny();
   apply_override(doc, "model.n_layer=7");
   apply_override(doc, "model.norm=layernorm");
   apply_override(doc, "model.attn_scale=0.12");
   apply_override(doc, "optim.groups.1.lr=0.5");
   apply_override(doc, "data.train_pattern=/tmp/x_*.bin");
+  doc.erase("dist");  // a section the file leaves out
+  apply_override(doc, "dist.zero_stage=1");
+  require_error([&] { apply_override(doc, "model.n_layer.deeper=1"); }, {"model.n_layer is not an object"});
   const Config cfg = config_from_json(doc, "x");
   REQUIRE(cfg.model.n_layer == 7);
   REQUIRE(cfg.model.norm == "layernorm");
   REQUIRE(*cfg.model.attn_scale == 0.12);
   REQUIRE(cfg.optim.groups[1].lr == 0.5);
   REQUIRE(cfg.data.train_pattern == "/tmp/x_*.bin");
+  REQUIRE(cfg.dist.zero_stage == 1);
   require_error([&] { apply_override(doc, "model.n_layer"); }, {"expected key.path=value"});
   require_error([&] { apply_override(doc, "optim.groups.9.lr=1"); }, {"optim.groups.9", "index out of range"});
   apply_override(doc, "model.n_layerz=3");
