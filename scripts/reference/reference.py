@@ -14,8 +14,15 @@ Muon is written here from its definition (the speedrun's Newton-Schulz,
 momentum forms and update scales) because torch.optim.Muon orthogonalises in
 bfloat16, which is no fp32 oracle.
 
+A second fixture, muon_variants.json (tests/unit/test_muon_variants.cpp),
+holds a few Muon steps on the matrices of tiny models for each variant
+(update scale none, NorMuon, cautious weight decay and its lr_squared
+schedule, per-head orthogonalisation) and QK-clip applied to given max
+logits; see docs/muon.md for the formulas and their sources.
+
 Usage (where PyTorch is installed):
   python3 scripts/reference/reference.py                 # regenerate all fixtures
+  python3 scripts/reference/reference.py --only muon_variants
   python3 scripts/reference/reference.py --check         # compare with committed ones
 """
 import argparse
@@ -303,11 +310,66 @@ def update_scale(mode, rows, cols):
             "none": 1.0}[mode]
 
 
+def muon_blocks(name, shape, g, n_head):
+    """Row blocks (first row, rows) orthogonalised separately: the fused qkv's
+    three parts, or with per_head one block per heads_per_block heads of the
+    attention q/k (and v for "qkv") matrices."""
+    rows, cols = shape
+    per = g.get("per_head", "none")
+    heads_qk, heads_v = per in ("qk", "qkv"), per == "qkv"
+
+    def part(r0, n, heads):
+        if not heads:
+            return [(r0, n)]
+        br = cols // n_head * g.get("heads_per_block", 1)
+        return [(r0 + r, br) for r in range(0, n, br)]
+
+    if per != "none" and name.endswith("attn.qkv.weight"):
+        C = rows // 3
+        return part(0, C, heads_qk) + part(C, C, heads_qk) + part(2 * C, C, heads_v)
+    if per != "none" and (name.endswith("attn.q.weight") or name.endswith("attn.k.weight")):
+        return part(0, rows, heads_qk)
+    if per != "none" and name.endswith("attn.v.weight"):
+        return part(0, rows, heads_v)
+    nb = 3 if name.endswith("attn.qkv.weight") else 1
+    return [(i * rows // nb, rows // nb) for i in range(nb)]
+
+
+def normuon_per_row(nm, rows, cols):
+    return {"rows": True, "cols": False}.get(nm.get("axis", "auto"), rows >= cols)
+
+
+def normuon(O, v, beta2, per_row):
+    """NorMuon variance reduction, as modded-nanogpt's
+    _apply_normuon_variance_reduction (train_gpt.py @ f411b3d): per-row (or
+    per-column) EMA of the mean square, divide by its root, keep ||O||_F."""
+    red_dim = -1 if per_row else -2
+    v_mean = O.square().mean(dim=red_dim, keepdim=True)
+    red = O.size(red_dim)
+    v_norm = (v_mean.sum() * red).sqrt()
+    v.lerp_(v_mean, 1 - beta2)
+    step = v.clamp_min(1e-10).rsqrt()
+    v_norm_new = ((v_mean * red) * step.square()).sum().sqrt()
+    return O * (step * (v_norm / v_norm_new.clamp_min(1e-10)))
+
+
 class Muon:
-    def __init__(self, named_params, group):
+    def __init__(self, named_params, group, n_head=0):
         self.params = named_params
         self.g = group
+        self.n_head = n_head
         self.buf = {n: torch.zeros_like(p) for n, p in named_params}
+        self.blocks = {n: muon_blocks(n, tuple(p.shape), group, n_head) for n, p in named_params}
+        nm = group.get("normuon", {})
+        self.nv = {}  # NorMuon second moment per (param, block)
+        if nm.get("enabled", False):
+            for n, p in named_params:
+                for r0, rows in self.blocks[n]:
+                    shape = (rows, 1) if normuon_per_row(nm, rows, p.shape[1]) else (1, p.shape[1])
+                    self.nv[(n, r0)] = torch.zeros(shape)
+
+    def normuon_state(self, name):
+        return torch.cat([self.nv[(name, r0)].reshape(-1) for r0, _ in self.blocks[name]])
 
     @torch.no_grad()
     def step(self, step, lr):
@@ -325,13 +387,53 @@ class Muon:
             else:
                 buf.mul_(mu).add_(grad)
                 u = grad + mu * buf if g.get("nesterov", True) else buf.clone()
-            blocks = 3 if name.endswith("attn.qkv.weight") else 1
-            rows = p.shape[0] // blocks
-            for i in range(blocks):
-                sl = slice(i * rows, (i + 1) * rows)
+            nm = g.get("normuon", {})
+            wd = g.get("weight_decay", 0.0)
+            for r0, rows in self.blocks[name]:
+                sl = slice(r0, r0 + rows)
                 o = newton_schulz(u[sl], g["ns"])
-                p[sl].mul_(1 - lr * g.get("weight_decay", 0.0))
-                p[sl].add_(o, alpha=-lr * update_scale(g["update_scale"], rows, p.shape[1]))
+                if nm.get("enabled", False):
+                    o = normuon(o, self.nv[(name, r0)], nm.get("beta2", 0.95), normuon_per_row(nm, rows, p.shape[1]))
+                s = update_scale(g["update_scale"], rows, p.shape[1])
+                cautious = g.get("cautious_weight_decay", False)
+                if g.get("weight_decay_schedule", "lr") == "lr_squared":
+                    # speedrun CWD records: p -= (lr*s) * (o + (wd*lr) * mask * p)
+                    decay = (lr * s) * (wd * lr)
+                else:
+                    decay = lr * wd
+                if cautious:
+                    # Cautious WD (arXiv 2510.12402; speedrun: mask = (v_chunk * param_chunk) >= 0)
+                    mask = (o * p[sl] >= 0).to(p.dtype)
+                    p[sl] = p[sl] - p[sl] * mask * decay - (lr * s) * o
+                else:
+                    p[sl].mul_(1 - decay)
+                    p[sl].add_(o, alpha=-lr * s)
+
+
+def qk_clip(P, m, max_logits, tau, alpha):
+    """Kimi K2 QK-clip (arXiv 2507.20534): heads whose max logit S > tau get
+    W_q (and b_q) rows *= (tau/S)^alpha, W_k (and b_k) rows *= (tau/S)^(1-alpha)."""
+    C, H = m["d_model"], m["n_head"]
+    D = C // H
+    clipped = 0
+    for l in range(m["n_layer"]):
+        b = f"blocks.{l}.attn."
+        if m["qkv"] == "fused":
+            targets = [(b + "qkv", 0, alpha), (b + "qkv", C, 1 - alpha)]
+        else:
+            targets = [(b + "q", 0, alpha), (b + "k", 0, 1 - alpha)]
+        for h in range(H):
+            S = max_logits[l][h]
+            if not S > tau:
+                continue
+            clipped += 1
+            for prefix, r0, power in targets:
+                f = (tau / S) ** power
+                rows = slice(r0 + h * D, r0 + (h + 1) * D)
+                P[prefix + ".weight"][rows] *= f
+                if prefix + ".bias" in P:
+                    P[prefix + ".bias"][rows] *= f
+    return clipped
 
 # ---------------------------------------------------------------------------
 # Fixture
@@ -421,14 +523,116 @@ def make_fixture(name, cfg):
     }
 
 
+# ---------------------------------------------------------------------------
+# Muon variants fixture: a few optimizer steps on the Muon matrices of tiny
+# models (no forward: the gradients are random), and QK-clip on given logits.
+# ---------------------------------------------------------------------------
+
+def variant_model(qkv="fused", n_head=2, d_model=8, bias=False):
+    return {"vocab_size": 16, "padded_vocab_size": 16, "n_layer": 1, "n_head": n_head, "d_model": d_model,
+            "mlp_hidden": 12, "max_seq_len": 8, "pos_embedding": "rope", "norm": "rmsnorm", "norm_weight": False,
+            "embed_norm": False, "qkv": qkv, "bias": bias, "qk_norm": False, "value_residual": False,
+            "x0_shortcut": False, "unet_skips": False, "tie_embeddings": True}
+
+
+def muon_group(**kw):
+    g = {"name": "hidden", "type": "muon", "params": ["blocks.*.attn.*.weight", "blocks.*.mlp.*.weight"],
+         "lr": 0.05, "weight_decay": 0.0, "momentum": 0.9, "nesterov": True, "momentum_form": "ema",
+         "update_scale": "original",
+         "ns": {"coefficients": "quintic", "steps": 5, "norm_scale": 1.0, "norm_eps": 1e-7}}
+    g.update(kw)
+    return g
+
+
+POLAR = {"coefficients": "polar_express", "steps": 5, "norm_scale": 1.02, "norm_eps": 1e-6}
+
+MUON_VARIANTS = [
+    ("update_scale_none", variant_model(), muon_group(update_scale="none", weight_decay=0.1)),
+    ("normuon_auto", variant_model(), muon_group(normuon={"enabled": True, "beta2": 0.9, "axis": "auto"})),
+    ("normuon_rows_polar", variant_model(), muon_group(normuon={"enabled": True, "beta2": 0.95, "axis": "rows"},
+                                                        ns=POLAR)),
+    ("normuon_cols", variant_model(), muon_group(normuon={"enabled": True, "beta2": 0.5, "axis": "cols"})),
+    ("cautious_wd", variant_model(), muon_group(weight_decay=2.0, cautious_weight_decay=True)),
+    ("wd_lr_squared", variant_model(), muon_group(weight_decay=8.0, weight_decay_schedule="lr_squared")),
+    ("cautious_lr_squared_normuon", variant_model(),
+     muon_group(lr=0.05, weight_decay=12.0, cautious_weight_decay=True, weight_decay_schedule="lr_squared",
+                normuon={"enabled": True, "beta2": 0.9, "axis": "auto"}, ns=POLAR)),
+    ("per_head_qk_fused", variant_model(), muon_group(per_head="qk")),
+    ("per_head_qkv_separate", variant_model(qkv="separate"), muon_group(per_head="qkv", weight_decay=0.3)),
+    ("everything", variant_model(n_head=4),
+     muon_group(per_head="qk", heads_per_block=2, update_scale="match_rms_adamw", weight_decay=4.0,
+                cautious_weight_decay=True, weight_decay_schedule="lr_squared", momentum_form="sum",
+                normuon={"enabled": True, "beta2": 0.9, "axis": "auto"}, ns=POLAR)),
+]
+
+QK_CLIP_CASES = [
+    # name, model, max logits (n_layer x n_head), tau, alpha
+    ("qk_clip_fused_bias", dict(variant_model(bias=True), n_layer=2), [[150.0, 20.0], [99.0, 1000.0]], 100.0, 0.5),
+    ("qk_clip_separate", dict(variant_model(qkv="separate", n_head=4), n_layer=1), [[5.0, 7.5, 3.0, 12.0]], 4.0,
+     0.3),
+]
+
+
+def short_rand(shape, gen, normal=False):
+    """Random values rounded to 4 decimals (the rounded values are the inputs, so the file stays small)."""
+    x = torch.randn(shape, generator=gen) if normal else torch.rand(shape, generator=gen) * 1.2 - 0.6
+    return torch.round(x * 1e4) / 1e4
+
+
+def muon_variants_fixture():
+    gen = torch.Generator().manual_seed(4321)
+    steps = 3
+    schedule = {"kind": "linear", "warmup_steps": 0, "cooldown_frac": 0.0, "final_lr_frac": 0.4}
+    inputs = {}  # initial matrices and per-step gradients, shared by the cases of one parameter layout
+    cases = []
+    for name, model, group in MUON_VARIANTS:
+        cfg = {"model": model, "schedule": schedule, "train": {"steps": steps},
+               "optim": {"groups": [group, adam_group("rest", ["*"], 0.0)]}}
+        shapes = [(pname, shape) for pname, shape in param_shapes(model)
+                  if len(shape) == 2 and any(fnmatch.fnmatchcase(pname, pat) for pat in group["params"])]
+        key = model["qkv"]
+        if key not in inputs:
+            inputs[key] = {"params": {n: short_rand(shape, gen) for n, shape in shapes},
+                           "grads": [{n: short_rand(shape, gen, normal=True) for n, shape in shapes}
+                                     for _ in range(steps)]}
+        named = [(n, inputs[key]["params"][n].clone()) for n, _ in shapes]
+        opt = Muon(named, group, model["n_head"])
+        for step in range(steps):
+            for n, p in named:
+                p.grad = inputs[key]["grads"][step][n]
+            opt.step(step, group["lr"] * lr_factor(schedule, step, steps))
+        state = {}
+        if group.get("normuon", {}).get("enabled", False):
+            state.update({n + ".normuon_v": flat(opt.normuon_state(n)) for n, _ in named})
+        cases.append({"name": name, "config": cfg, "inputs": key, "final_params": {n: flat(p) for n, p in named},
+                      "final_state": state})
+    inputs = {k: {"params": {n: flat(p) for n, p in v["params"].items()},
+                  "grads": [{n: flat(g) for n, g in step.items()} for step in v["grads"]]}
+              for k, v in inputs.items()}
+    clips = []
+    for name, model, logits, tau, alpha in QK_CLIP_CASES:
+        P = {pname: short_rand(shape, gen) for pname, shape in param_shapes(model)
+             if ".attn." in pname and pname.split(".")[-2] in ("qkv", "q", "k", "v")}
+        initial = {n: flat(p) for n, p in P.items()}
+        clipped = qk_clip(P, model, logits, tau, alpha)
+        clips.append({"name": name, "model": model, "max_logits": logits, "tau": tau, "alpha": alpha,
+                      "params": initial, "clipped_params": {n: flat(p) for n, p in P.items()},
+                      "clipped_heads": clipped})
+    return {"about": f"generated by scripts/reference/reference.py with torch {torch.__version__} (float64)",
+            "steps": steps, "inputs": inputs, "muon": cases, "qk_clip": clips}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="regenerate in memory and compare with the committed files")
     ap.add_argument("--out", default=FIXTURE_DIR, help="fixture directory")
+    ap.add_argument("--only", choices=list(CONFIGS) + ["muon_variants"], help="one fixture only")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     status = 0
     for name, cfg in CONFIGS.items():
+        if args.only and args.only != name:
+            continue
         fixture = make_fixture(name, cfg)
         path = os.path.join(args.out, f"{name}.json")
         text = json.dumps(fixture, separators=(",", ":")) + "\n"
@@ -441,6 +645,21 @@ def main():
                 f.write(text)
             print(f"wrote {path} ({len(text) / 1024:.0f} KiB): loss {fixture['loss']:.6f}, "
                   f"10-step losses {fixture['train']['losses'][0]:.4f} -> {fixture['train']['losses'][-1]:.4f}")
+    if not args.only or args.only == "muon_variants":
+        fixture = muon_variants_fixture()
+        path = os.path.join(args.out, "muon_variants.json")
+        text = json.dumps(fixture, separators=(",", ":")) + "\n"
+        if args.check:
+            old = json.load(open(path)) if os.path.exists(path) else None
+            same = old is not None and all(
+                a["final_params"] == b["final_params"] for a, b in zip(old["muon"], fixture["muon"]))
+            print(f"{path}: {'matches' if same else 'DIFFERS'}")
+            status |= 0 if same else 1
+        else:
+            with open(path, "w") as f:
+                f.write(text)
+            print(f"wrote {path} ({len(text) / 1024:.0f} KiB): {len(fixture['muon'])} Muon variants, "
+                  f"{len(fixture['qk_clip'])} QK-clip cases")
     return status
 
 

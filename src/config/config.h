@@ -66,10 +66,17 @@ struct ModelConfig {
   bool value_residual = false;
   bool x0_shortcut = false;
   bool unet_skips = false;
+  std::vector<int> attn_window;  // per layer; empty = full causal everywhere
+  bool document_mask = false;
   InitConfig init;
 
   int hidden() const { return mlp_hidden > 0 ? mlp_hidden : 4 * d_model; }
   int head_dim() const { return d_model / n_head; }
+  // Sliding-window size of layer l in tokens (0 = full causal).
+  int window(int layer) const {
+    if (attn_window.empty()) return 0;
+    return attn_window.size() == 1 ? attn_window[0] : attn_window[static_cast<size_t>(layer)];
+  }
   double softmax_scale() const;
 
   template <class V>
@@ -101,6 +108,10 @@ struct ModelConfig {
     v("value_residual", value_residual, "mix the first block's V into later blocks: v=(1-l)v+l*v1, learned l");
     v("x0_shortcut", x0_shortcut, "each block starts with x = l0*x + l1*x0 (x0 = first-block input)");
     v("unet_skips", unet_skips, "U-net: decoder block i adds w_i * (output of encoder block L/2-1-i)");
+    v("attn_window", attn_window,
+      "sliding attention window in tokens: [] = full causal, [w] = every layer, or one entry per layer (0 = full)");
+    v("document_mask", document_mask,
+      "tokens attend only within their own document (each document starts at its end-of-text token, id 50256)");
     v("init", init, "parameter initialisation");
   }
 };
@@ -109,12 +120,18 @@ struct DataConfig {
   std::string train_pattern = "data/tiny/train_*.bin";
   std::string val_pattern = "data/tiny/val_*.bin";
   long long val_tokens = 65536;
+  bool bos_aligned = false;
+  int max_doc_len = 0;
 
   template <class V>
   void visit(V& v) {
     v("train_pattern", train_pattern, "glob of training shards (read in sorted order)");
     v("val_pattern", val_pattern, "glob of validation shards");
     v("val_tokens", val_tokens, "evaluate on the first N tokens of the val shards (multiple of batch.seq_len)");
+    v("bos_aligned", bos_aligned,
+      "every training sequence starts at a document start; documents are packed and the one that does not fit "
+      "is cut (the rest of it is skipped)");
+    v("max_doc_len", max_doc_len, "with bos_aligned: cut each document to at most this many tokens (0 = no limit)");
   }
 };
 
@@ -165,6 +182,25 @@ struct NewtonSchulzConfig {
   std::vector<std::array<double, 3>> table() const;
 };
 
+// NorMuon (Li et al. 2025, arXiv 2510.05491; speedrun record 41): after
+// Newton-Schulz, each row (or column) of O is divided by the root of an EMA of
+// its mean square, then O is rescaled to its old Frobenius norm.
+struct NorMuonConfig {
+  bool enabled = false;
+  double beta2 = 0.95;
+  std::string axis = "auto";
+
+  template <class V>
+  void visit(V& v) {
+    v("enabled", enabled, "normalise the orthogonalised update per row/column by an EMA of its mean square");
+    v("beta2", beta2, "EMA factor of the second moment (speedrun: 0.95 in record 41, 0.9 later)");
+    v("axis", axis,
+      "rows: one statistic per row (output neuron); cols: per column; auto: rows when rows >= cols, else cols "
+      "(speedrun)",
+      {"auto", "rows", "cols"});
+  }
+};
+
 struct OptimGroupConfig {
   std::string name;
   std::string type = "adamw";
@@ -182,6 +218,11 @@ struct OptimGroupConfig {
   std::string momentum_form = "ema";
   std::string update_scale = "original";
   NewtonSchulzConfig ns;
+  bool cautious_weight_decay = false;
+  std::string weight_decay_schedule = "lr";
+  NorMuonConfig normuon;
+  std::string per_head = "none";
+  int heads_per_block = 1;
 
   // One example of each type, for the generated config reference.
   static std::vector<OptimGroupConfig> doc_variants();
@@ -208,18 +249,58 @@ struct OptimGroupConfig {
         "sqrt_max_dim: sqrt(max(rows,cols)) (Oct 2024); none",
         {"original", "match_rms_adamw", "sqrt_max_dim", "none"});
       v("ns", ns, "Newton-Schulz orthogonalisation");
+      v("cautious_weight_decay", cautious_weight_decay,
+        "decay only the elements where the update direction and the weight have the same sign, O*w >= 0 "
+        "(Cautious WD, arXiv 2510.12402; speedrun record 43)");
+      v("weight_decay_schedule", weight_decay_schedule,
+        "lr: w -= lr*wd*w (decoupled, PyTorch/Moonlight); lr_squared: w -= (lr*scale)*(wd*lr)*w, the decay "
+        "coefficient itself follows the lr schedule and is applied with the update's lr (speedrun CWD records)",
+        {"lr", "lr_squared"});
+      v("normuon", normuon, "NorMuon per-neuron normalisation of the orthogonalised update");
+      v("per_head", per_head,
+        "orthogonalise attention matrices one head block (head_dim x d_model) at a time: qk = q and k, "
+        "qkv = q, k and v; none = whole matrices (fused qkv: its three blocks)",
+        {"none", "qk", "qkv"});
+      v("heads_per_block", heads_per_block, "heads in each separately orthogonalised block (speedrun record 80: 2)");
     }
+  }
+};
+
+// QK-clip (Kimi K2's MuonClip, arXiv 2507.20534): after each step, every head
+// whose largest pre-softmax attention logit S in the step's forward passes
+// exceeded tau has its W_q rows scaled by (tau/S)^alpha and its W_k rows by
+// (tau/S)^(1-alpha) (with biases), so that logit would now be tau.
+struct QkClipConfig {
+  bool enabled = false;
+  double tau = 100.0;
+  double alpha = 0.5;
+
+  template <class V>
+  void visit(V& v) {
+    v("enabled", enabled, "rescale W_q/W_k of heads whose max attention logit exceeded tau (needs qk_norm off)");
+    v("tau", tau, "largest allowed pre-softmax attention logit (Kimi K2: 100)");
+    v("alpha", alpha, "share of the clip applied to W_q: W_q *= g^alpha, W_k *= g^(1-alpha), g = tau/max");
   }
 };
 
 struct OptimConfig {
   std::vector<OptimGroupConfig> groups;
   double grad_clip = 0.0;
+  QkClipConfig qk_clip;
+  int diagnostics_every = 0;
+  std::string diagnostics_param;
 
   template <class V>
   void visit(V& v) {
     v("groups", groups, "optimizer groups; every parameter must match exactly one");
     v("grad_clip", grad_clip, "clip the global gradient norm to this value; 0 disables");
+    v("qk_clip", qk_clip, "QK-clip (MuonClip) of attention logits after each step");
+    v("diagnostics_every", diagnostics_every,
+      "every N steps add \"diagnostics\" to metrics.jsonl: update RMS per group, orthogonality error of one Muon "
+      "matrix, max attention logit per layer; 0 = off");
+    v("diagnostics_param", diagnostics_param,
+      "Muon matrix whose orthogonality error (Frobenius norm of O O^T - I over sqrt(n), O its first "
+      "orthogonalised block) is logged; empty = the first Muon matrix");
   }
 };
 

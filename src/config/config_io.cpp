@@ -372,6 +372,11 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
   if (m.logit_softcap < 0) invalid(source, "model.logit_softcap", "must be >= 0");
   if (m.attn_scale && *m.attn_scale <= 0) invalid(source, "model.attn_scale", "must be positive or null");
   if (m.unet_skips && m.n_layer < 2) invalid(source, "model.unet_skips", "needs at least 2 layers");
+  if (!m.attn_window.empty() && m.attn_window.size() != 1 && m.attn_window.size() != static_cast<size_t>(m.n_layer))
+    invalid(source, "model.attn_window",
+            str("has ", m.attn_window.size(), " entries; give 1 (all layers) or model.n_layer = ", m.n_layer));
+  for (size_t l = 0; l < m.attn_window.size(); ++l)
+    if (m.attn_window[l] < 0) invalid(source, str("model.attn_window[", l, "]"), "must be >= 0 (0 = full causal)");
   if (m.init.zero_head && m.tie_embeddings)
     invalid(source, "model.init.zero_head", "a tied head is the embedding and cannot be zero-initialised");
 
@@ -386,6 +391,9 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
     invalid(source, "batch.global_tokens",
             str(b.global_tokens, " is not divisible by micro_batch*seq_len*world_size = ", b.micro_batch, "*",
                 b.seq_len, "*", world_size, " = ", per_micro));
+  if (cfg.data.max_doc_len < 0) invalid(source, "data.max_doc_len", "must be >= 0 (0 = no limit)");
+  if (cfg.data.max_doc_len > 0 && !cfg.data.bos_aligned)
+    invalid(source, "data.max_doc_len", "only applies with data.bos_aligned = true");
   if (cfg.data.val_tokens < 0) invalid(source, "data.val_tokens", "must be >= 0");
   if (cfg.data.val_tokens % b.seq_len != 0)
     invalid(source, "data.val_tokens",
@@ -438,8 +446,21 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
       } else if (!g.ns.custom.empty()) {
         invalid(source, key + ".ns.custom", "is set but ns.coefficients is not \"custom\"");
       }
+      if (g.normuon.beta2 < 0 || g.normuon.beta2 >= 1) invalid(source, key + ".normuon.beta2", "must be in [0, 1)");
+      if (g.heads_per_block < 1) invalid(source, key + ".heads_per_block", "must be >= 1");
+      if (g.per_head != "none" && cfg.model.n_head % g.heads_per_block != 0)
+        invalid(source, key + ".heads_per_block",
+                str(g.heads_per_block, " does not divide model.n_head = ", cfg.model.n_head));
     }
   }
+  const QkClipConfig& qc = cfg.optim.qk_clip;
+  if (qc.tau <= 0) invalid(source, "optim.qk_clip.tau", "must be positive");
+  if (qc.alpha < 0 || qc.alpha > 1) invalid(source, "optim.qk_clip.alpha", "must be in [0, 1]");
+  if (qc.enabled && cfg.model.qk_norm)
+    invalid(source, "optim.qk_clip.enabled",
+            "model.qk_norm RMS-normalises q and k per head, so rescaling W_q/W_k cannot lower the logits; "
+            "QK-norm already bounds them (turn one of the two off)");
+  if (cfg.optim.diagnostics_every < 0) invalid(source, "optim.diagnostics_every", "must be >= 0 (0 = off)");
 }
 
 void check_data_files(const Config& cfg, const std::string& source) {

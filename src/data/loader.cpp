@@ -1,15 +1,27 @@
 #include "data/loader.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "util/error.h"
 #include "util/fs.h"
 
 namespace muongpt {
 
+void document_ids(const int32_t* tokens, int n_seq, int seq_len, int32_t* doc_ids) {
+  for (int s = 0; s < n_seq; ++s) {
+    int32_t id = 0;
+    for (int t = 0; t < seq_len; ++t) {
+      const size_t i = static_cast<size_t>(s) * seq_len + t;
+      id += tokens[i] == kEndOfText;
+      doc_ids[i] = id;
+    }
+  }
+}
+
 TrainLoader::TrainLoader(const std::string& pattern, const std::string& key, const BatchGeometry& geometry,
-                         int vocab_size)
-    : files_(glob_files(pattern)), key_(key), geo_(geometry), vocab_size_(vocab_size) {
+                         int vocab_size, const Packing& packing)
+    : files_(glob_files(pattern)), key_(key), geo_(geometry), packing_(packing), vocab_size_(vocab_size) {
   if (files_.empty()) fail(key_, ": no files match \"", pattern, "\"");
   // Validate every shard's header up front: a foreign file fails now, not hours in.
   bool any_fits = false;
@@ -55,6 +67,7 @@ void TrainLoader::set_position(const LoaderPosition& pos) {
 }
 
 StepBatch TrainLoader::next() {
+  if (packing_.bos_aligned) return next_bos_aligned();
   StepBatch batch;
   batch.position = pos_;
   const Shard& s = shard(pos_.shard);
@@ -74,7 +87,76 @@ StepBatch TrainLoader::next() {
   }
   pos_.offset += geo_.global_tokens();
   skip_to_fitting_shard();
+  batch.doc_ids.resize(batch.inputs.size());
+  document_ids(batch.inputs.data(), geo_.grad_accum * B, T, batch.doc_ids.data());
   return batch;
+}
+
+int64_t TrainLoader::pack_step(int index, int64_t offset, std::vector<uint16_t>& packed) {
+  const Shard& s = shard(index);
+  const int64_t n = static_cast<int64_t>(s.size());
+  const uint16_t* tok = s.tokens();
+  const size_t row = static_cast<size_t>(geo_.seq_len) + 1;
+  const int64_t max_doc = packing_.max_doc_len > 0 ? packing_.max_doc_len : std::numeric_limits<int64_t>::max();
+  packed.assign(static_cast<size_t>(geo_.global_sequences()) * row, 0);
+  int64_t pos = offset;
+  for (int64_t seq = 0; seq < geo_.global_sequences(); ++seq) {
+    while (pos < n && tok[pos] != kEndOfText) ++pos;  // the next document start
+    if (pos >= n) return -1;
+    uint16_t* out = packed.data() + static_cast<size_t>(seq) * row;
+    size_t filled = 0;
+    while (filled < row) {
+      if (pos >= n) return -1;  // the shard ends inside this sequence
+      // One document: from its <|endoftext|> to the next one (or the shard's end).
+      int64_t end = pos + 1;
+      while (end < n && tok[end] != kEndOfText) ++end;
+      if (end >= n && filled + (end - pos) < row) return -1;  // the shard ends inside this sequence
+      const int64_t take = std::min<int64_t>({end - pos, max_doc, static_cast<int64_t>(row - filled)});
+      std::copy(tok + pos, tok + pos + take, out + filled);
+      filled += static_cast<size_t>(take);
+      pos = end;  // the rest of a cut document is skipped
+    }
+  }
+  return pos;
+}
+
+StepBatch TrainLoader::next_bos_aligned() {
+  std::vector<uint16_t> packed;
+  for (size_t tries = 0; tries <= files_.size(); ++tries) {
+    const int64_t after = pack_step(pos_.shard, pos_.offset, packed);
+    if (after >= 0) {
+      StepBatch batch;
+      batch.position = pos_;
+      const int B = geo_.micro_batch, T = geo_.seq_len;
+      const size_t per_micro = static_cast<size_t>(B) * T, row = static_cast<size_t>(T) + 1;
+      batch.inputs.resize(per_micro * geo_.grad_accum);
+      batch.targets.resize(per_micro * geo_.grad_accum);
+      for (int m = 0; m < geo_.grad_accum; ++m)
+        for (int b = 0; b < B; ++b) {
+          const size_t seq = static_cast<size_t>(m * geo_.world + geo_.rank) * B + b;
+          const uint16_t* src = packed.data() + seq * row;
+          int32_t* in = batch.inputs.data() + m * per_micro + static_cast<size_t>(b) * T;
+          int32_t* tg = batch.targets.data() + m * per_micro + static_cast<size_t>(b) * T;
+          for (int t = 0; t < T; ++t) {
+            in[t] = src[t];
+            tg[t] = src[t + 1];
+          }
+        }
+      batch.doc_ids.resize(batch.inputs.size());
+      document_ids(batch.inputs.data(), geo_.grad_accum * B, T, batch.doc_ids.data());
+      pos_.offset = after;
+      return batch;
+    }
+    // This shard cannot hold the step from here: the next one, from its start.
+    pos_.offset = 0;
+    pos_.shard += 1;
+    if (pos_.shard == static_cast<int>(files_.size())) {
+      pos_.shard = 0;
+      pos_.epoch += 1;
+    }
+  }
+  fail(key_, ": no shard holds one BOS-aligned global batch of ", geo_.global_sequences(), " sequences of ",
+       geo_.seq_len, " tokens (data.bos_aligned); use more data or a smaller batch.global_tokens");
 }
 
 // ---------------------------------------------------------------------------

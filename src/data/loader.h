@@ -11,6 +11,20 @@
 // starts a new epoch). The tokens of one step are therefore the same for any
 // split of G into world x grad_accum.
 //
+// BOS-aligned packing (optional, Packing::bos_aligned): the step's
+// G / T sequences are built one after another from the shard, each starting
+// at an <|endoftext|> token: whole documents (each cut to max_doc_len tokens
+// when that is set) are appended until T + 1 tokens are filled; the document
+// that does not fit is cut there and the next sequence starts at the next
+// document start after it. Sequence s of the step goes to rank r, micro-step m
+// and row b with s = (m*world + r)*B + b, as in the contiguous mode, so a
+// step's tokens again do not depend on the world size. A step that would run
+// past the end of its shard moves to the next shard.
+//
+// Document ids (StepBatch::doc_ids): per sequence, the number of
+// <|endoftext|> tokens at or before each position, so a document's tokens,
+// including the <|endoftext|> that opens it, share one id.
+//
 // Validation: the first val_tokens tokens of the val shards (concatenated),
 // cut into val_tokens/T sequences, each with its next-token targets. Rank r
 // evaluates a contiguous block of sequences; the summed losses are reduced, so
@@ -41,20 +55,32 @@ struct BatchGeometry {
   int rank = 0;
   int world = 1;
   int64_t global_tokens() const { return static_cast<int64_t>(grad_accum) * world * micro_batch * seq_len; }
+  int64_t global_sequences() const { return static_cast<int64_t>(grad_accum) * world * micro_batch; }
 };
+
+struct Packing {
+  bool bos_aligned = false;  // every sequence starts at a document start
+  int max_doc_len = 0;       // with bos_aligned: cut documents to this many tokens (0 = no limit)
+};
+
+// Per sequence of n_seq x seq_len tokens: doc_ids[i] = number of
+// <|endoftext|> tokens in the sequence at positions <= i.
+void document_ids(const int32_t* tokens, int n_seq, int seq_len, int32_t* doc_ids);
 
 // Inputs and targets of one optimizer step for one rank: grad_accum
 // micro-batches of (micro_batch x seq_len) int32 token ids.
 struct StepBatch {
   std::vector<int32_t> inputs;
   std::vector<int32_t> targets;
+  std::vector<int32_t> doc_ids;  // document id per input token (see document_ids)
   LoaderPosition position;  // where this batch was read from
 };
 
 class TrainLoader {
  public:
   // `pattern` and `key` are for error messages (e.g. "data.train_pattern").
-  TrainLoader(const std::string& pattern, const std::string& key, const BatchGeometry& geometry, int vocab_size);
+  TrainLoader(const std::string& pattern, const std::string& key, const BatchGeometry& geometry, int vocab_size,
+              const Packing& packing = {});
 
   // Reads the batch at the current position and advances past it.
   StepBatch next();
@@ -66,11 +92,17 @@ class TrainLoader {
  private:
   const Shard& shard(int index);
   void skip_to_fitting_shard();
+  // BOS-aligned mode: the step's sequences (global_sequences x (seq_len+1)
+  // tokens) packed from shard `index` starting at `offset`; returns the
+  // offset after them, or -1 when the shard ends first.
+  int64_t pack_step(int index, int64_t offset, std::vector<uint16_t>& packed);
+  StepBatch next_bos_aligned();
 
   std::vector<std::string> files_;
   std::vector<int64_t> sizes_;  // tokens per shard
   std::string key_;
   BatchGeometry geo_;
+  Packing packing_;
   int vocab_size_;
   LoaderPosition pos_;
   int loaded_index_ = -1;

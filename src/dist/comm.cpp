@@ -1,5 +1,6 @@
 #include "dist/comm.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -27,6 +28,7 @@ class SingleComm final : public Comm {
   void allreduce_sum(float*, size_t, const char*) override {}
   void allreduce_sum(double*, size_t, const char*) override {}
   void allgatherv(float*, const std::vector<int>&, const std::vector<int>&, const char*) override {}
+  void reduce_scatter_sum(float*, const std::vector<int>&, const std::vector<int>&, const char*) override {}
   void gatherv(const float* send, float* recv, const std::vector<int>& counts, const std::vector<int>& displs, int,
                const char*) override {
     if (send != recv + displs[0]) std::memcpy(recv + displs[0], send, counts[0] * sizeof(float));
@@ -124,12 +126,22 @@ class MpiComm final : public Comm {
   std::string name() const override { return str("MPI, ", world_, " ranks, host memory"); }
   void allreduce_sum(float* data, size_t n, const char* what) override { reduce(data, n, MPI_FLOAT, what); }
   void allreduce_sum(double* data, size_t n, const char* what) override { reduce(data, n, MPI_DOUBLE, what); }
+  void allreduce_max(float* data, size_t n, const char* what) override { reduce(data, n, MPI_FLOAT, what, MPI_MAX); }
+  void allreduce_max(double* data, size_t n, const char* what) override { reduce(data, n, MPI_DOUBLE, what, MPI_MAX); }
   void allgatherv(float* buffer, const std::vector<int>& counts, const std::vector<int>& displs,
                   const char* what) override {
     Guard g(*watchdog_, "allgatherv", what);
     check_mpi(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer, counts.data(), displs.data(), MPI_FLOAT,
                              MPI_COMM_WORLD),
               "allgatherv", what);
+  }
+  void reduce_scatter_sum(float* buffer, const std::vector<int>& counts, const std::vector<int>& displs,
+                          const char* what) override {
+    Guard g(*watchdog_, "reduce_scatter", what);
+    // MPI_IN_PLACE leaves this rank's part at the start of the buffer.
+    check_mpi(MPI_Reduce_scatter(MPI_IN_PLACE, buffer, counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+              "reduce_scatter", what);
+    if (displs[rank_] != 0) std::memmove(buffer + displs[rank_], buffer, counts[rank_] * sizeof(float));
   }
   void gatherv(const float* send, float* recv, const std::vector<int>& counts, const std::vector<int>& displs,
                int root, const char* what) override {
@@ -165,11 +177,11 @@ class MpiComm final : public Comm {
     Watchdog& w_;
   };
   template <class T>
-  void reduce(T* data, size_t n, MPI_Datatype type, const char* what) {
+  void reduce(T* data, size_t n, MPI_Datatype type, const char* what, MPI_Op op = MPI_SUM) {
     Guard g(*watchdog_, "allreduce", what);
     while (n > 0) {  // MPI counts are int
       const int chunk = static_cast<int>(std::min<size_t>(n, 1 << 28));
-      check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, chunk, type, MPI_SUM, MPI_COMM_WORLD), "allreduce", what);
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, chunk, type, op, MPI_COMM_WORLD), "allreduce", what);
       data += chunk;
       n -= chunk;
     }
@@ -180,6 +192,22 @@ class MpiComm final : public Comm {
 #endif
 
 }  // namespace
+
+void Comm::allreduce_max(float* data, size_t n, const char* what) {
+  const int w = world();
+  if (w == 1) return;
+  std::vector<float> all(n * w);
+  std::copy(data, data + n, all.begin() + n * rank());
+  std::vector<int> counts(w, static_cast<int>(n)), displs(w);
+  for (int r = 0; r < w; ++r) displs[r] = static_cast<int>(n) * r;
+  allgatherv(all.data(), counts, displs, what);
+  for (int r = 0; r < w; ++r)
+    for (size_t i = 0; i < n; ++i) data[i] = std::max(data[i], all[n * r + i]);
+}
+
+void Comm::allreduce_max(double*, size_t, const char* what) {
+  if (world() > 1) fail(name(), ": no double-precision max all-reduce (", what, ")");
+}
 
 bool launched_by_mpi() {
   for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})

@@ -25,6 +25,17 @@ class Comm {
   virtual std::string name() const = 0;
   virtual void allreduce_sum(float* data, size_t n, const char* what) = 0;
   virtual void allreduce_sum(double* data, size_t n, const char* what) = 0;
+  // Elementwise maximum over ranks, in place (QK-clip's max attention logits).
+  // The defaults work for any Comm (float: through allgatherv; double: one
+  // rank only); MPI uses MPI_MAX.
+  virtual void allreduce_max(float* data, size_t n, const char* what);
+  virtual void allreduce_max(double* data, size_t n, const char* what);
+  // In place: every rank holds a full buffer of sum(counts) values; afterwards
+  // rank r's part, buffer[displs[r], displs[r] + counts[r]), holds the sum over
+  // ranks of that part (the rest of the buffer is unspecified). displs must be
+  // the prefix sums of counts.
+  virtual void reduce_scatter_sum(float* buffer, const std::vector<int>& counts, const std::vector<int>& displs,
+                                  const char* what) = 0;
   // In place: rank r's part is already at buffer[displs[r]] (counts[r] values);
   // afterwards every rank holds every part.
   virtual void allgatherv(float* buffer, const std::vector<int>& counts, const std::vector<int>& displs,

@@ -207,7 +207,7 @@ void Gpt<T>::qk_backward(T* draw, const T* dout, const std::vector<T>& mid, cons
 }
 
 template <class T>
-double Gpt<T>::forward(const int32_t* tokens, const int32_t* targets, int B, int Tn) {
+double Gpt<T>::forward(const int32_t* tokens, const int32_t* targets, int B, int Tn, const int32_t* doc_ids) {
   if (B < 1 || B > max_batch_ || Tn < 1 || Tn > max_seq_)
     fail("forward: batch ", B, "x", Tn, " exceeds the allocated ", max_batch_, "x", max_seq_);
   B_ = B;
@@ -223,6 +223,10 @@ double Gpt<T>::forward(const int32_t* tokens, const int32_t* targets, int B, int
   }
   std::copy(tokens, tokens + N, act_.tokens.begin());
   if (targets) std::copy(targets, targets + N, act_.targets.begin());
+  if (cfg_.document_mask) {
+    if (!doc_ids) fail("forward: model.document_mask is on but no document ids were given");
+    act_.doc_ids.assign(doc_ids, doc_ids + N);
+  }
 
   // Embedding (+ norm) -> x0
   embedding_forward(act_.emb.data(), tokens, p(tok_embed_), p(pos_embed_), B, Tn, C_);
@@ -269,7 +273,7 @@ double Gpt<T>::forward(const int32_t* tokens, const int32_t* targets, int B, int
     qk_forward(a.q, a.q_mid, a.q_rstd, a.q_raw, B, Tn);
     qk_forward(a.k, a.k_mid, a.k_rstd, a.k_raw, B, Tn);
     attention_forward(a.att.data(), a.probs.data(), a.q.data(), a.k.data(), a.v.data(), B, Tn, H_, D_, scale,
-                      AttentionMask{}, act_.max_logits.data() + static_cast<size_t>(l) * H_);
+                      attention_mask(l), act_.max_logits.data() + static_cast<size_t>(l) * H_);
     matmul_forward(a.attn_out.data(), a.att.data(), p(ly.proj_w), p(ly.proj_b), N, C_, C_);
     mix_forward(a.x_attn.data(), x, a.attn_out.data(), T(1), branch, NC);
     // MLP
@@ -342,7 +346,7 @@ void Gpt<T>::backward(T loss_scale) {
     matmul_backward(datt.data(), g(ly.proj_w), g(ly.proj_b), dattn_out.data(), a.att.data(), p(ly.proj_w), N, C_,
                     C_, false);
     attention_backward(dq.data(), dk.data(), dv.data(), datt.data(), a.probs.data(), a.q.data(), a.k.data(),
-                       a.v.data(), B, Tn, H_, D_, scale);
+                       a.v.data(), B, Tn, H_, D_, scale, attention_mask(l));
     // value residual: v = (1 - lam) v_raw + lam v_first   (v_first = layer 0's v_raw)
     if (cfg_.value_residual) {
       const T lam = p(ly.value_lambda)[0];

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "kernels/cpu/attention.h"
 #include "model/params.h"
 
 namespace muongpt {
@@ -45,7 +46,9 @@ class Gpt {
 
   // Runs B sequences of Tn tokens (B <= max_batch, Tn <= max_seq_len).
   // With targets, returns the mean loss over the B*Tn tokens; without, 0.
-  double forward(const int32_t* tokens, const int32_t* targets, int B, int Tn);
+  // doc_ids (B x Tn, see data/loader.h document_ids) are required when the
+  // config has document_mask and ignored otherwise.
+  double forward(const int32_t* tokens, const int32_t* targets, int B, int Tn, const int32_t* doc_ids = nullptr);
 
   // Backward of the last forward (which must have had targets). Adds
   // loss_scale * d(sum of per-token losses)/d(params) into grads(): pass
@@ -88,7 +91,7 @@ class Gpt {
     std::vector<T> x_final, hf, nf_mean, nf_rstd;
     std::vector<T> logits, losses, lse;
     std::vector<T> max_logits;
-    std::vector<int32_t> tokens, targets;
+    std::vector<int32_t> tokens, targets, doc_ids;
   };
 
   T* p(size_t off) { return off == npos ? nullptr : params_.data() + off; }
@@ -100,6 +103,11 @@ class Gpt {
   void norm_backward(T* dx, const T* dout, const T* x, size_t w, size_t b, const T* mean, const T* rstd, int rows,
                      bool accumulate);
   // q or k: raw (N,C) -> attention input, and back.
+  // Layer l's attention mask for the last forward: its window, and the
+  // document ids when document masking is on.
+  cpu::AttentionMask attention_mask(int l) const {
+    return cpu::AttentionMask{cfg_.window(l), cfg_.document_mask ? act_.doc_ids.data() : nullptr};
+  }
   void qk_forward(std::vector<T>& out, std::vector<T>& mid, std::vector<T>& rstd, const std::vector<T>& raw,
                   int B, int Tn);
   void qk_backward(T* draw, const T* dout, const std::vector<T>& mid, const std::vector<T>& rstd,

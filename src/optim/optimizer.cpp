@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <type_traits>
 
 #include "config/config_io.h"
 #include "kernels/cpu/newton_schulz.h"
 #include "kernels/cpu/optimizer_updates.h"
+#include "optim/qk_clip.h"
 #include "optim/schedule.h"
 #include "util/error.h"
 
@@ -42,6 +44,68 @@ double muon_update_scale(const std::string& mode, int rows, int cols) {
   if (mode == "match_rms_adamw") return 0.2 * std::sqrt(static_cast<double>(std::max(rows, cols)));
   if (mode == "sqrt_max_dim") return std::sqrt(static_cast<double>(std::max(rows, cols)));
   return 1.0;  // none
+}
+
+namespace {
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+}  // namespace
+
+std::vector<MuonBlock> muon_blocks(const ParamSpec& spec, const OptimGroupConfig& g, int n_head) {
+  const bool heads_qk = g.per_head == "qk" || g.per_head == "qkv";
+  const bool heads_v = g.per_head == "qkv";
+  std::vector<MuonBlock> blocks;
+  // rows [row0, row0 + rows) of one attention projection: one block, or one per head group
+  auto part = [&](int row0, int rows, bool per_head) {
+    if (!per_head) {
+      blocks.push_back({row0, rows});
+      return;
+    }
+    if (n_head <= 0) fail("optimizer group \"", g.name, "\": per_head needs the model's number of heads");
+    const int C = spec.cols();  // q/k/v map d_model -> d_model
+    if (rows != C || C % n_head != 0 || n_head % g.heads_per_block != 0)
+      fail("optimizer group \"", g.name, "\": per_head: ", spec.name, " ", spec.shape_string(),
+           " does not split into ", n_head, " heads in blocks of ", g.heads_per_block);
+    const int block_rows = C / n_head * g.heads_per_block;
+    for (int r = 0; r < rows; r += block_rows) blocks.push_back({row0 + r, block_rows});
+  };
+  if (g.per_head != "none" && ends_with(spec.name, "attn.qkv.weight") && spec.rows() % 3 == 0) {
+    const int C = spec.rows() / 3;
+    part(0, C, heads_qk);
+    part(C, C, heads_qk);
+    part(2 * C, C, heads_v);
+  } else if (g.per_head != "none" && (ends_with(spec.name, "attn.q.weight") || ends_with(spec.name, "attn.k.weight"))) {
+    part(0, spec.rows(), heads_qk);
+  } else if (g.per_head != "none" && ends_with(spec.name, "attn.v.weight")) {
+    part(0, spec.rows(), heads_v);
+  } else {
+    const int rows = spec.rows() / spec.row_blocks;
+    for (int b = 0; b < spec.row_blocks; ++b) blocks.push_back({b * rows, rows});
+  }
+  return blocks;
+}
+
+bool normuon_per_row(const NorMuonConfig& normuon, int rows, int cols) {
+  if (normuon.axis == "rows") return true;
+  if (normuon.axis == "cols") return false;
+  return rows >= cols;  // auto, as the speedrun: red_dim = -1 if rows >= cols else -2
+}
+
+nlohmann::json OptimDiagnostics::to_json(const OptimConfig& optim) const {
+  nlohmann::json j;
+  nlohmann::json rms;
+  for (size_t g = 0; g < optim.groups.size() && g < update_rms.size(); ++g) rms[optim.groups[g].name] = update_rms[g];
+  j["update_rms"] = rms;
+  if (!orth_param.empty()) j["orthogonality_error"] = {{"param", orth_param}, {"value", orth_error}};
+  if (!max_logits.empty() && n_head > 0) {
+    std::vector<double> per_layer;
+    for (size_t i = 0; i < max_logits.size(); i += n_head)
+      per_layer.push_back(*std::max_element(max_logits.begin() + i, max_logits.begin() + i + n_head));
+    j["max_attn_logit"] = per_layer;
+    if (optim.qk_clip.enabled) j["qk_clipped_heads"] = clipped_heads;
+  }
+  return j;
 }
 
 // ---------------------------------------------------------------------------
@@ -116,7 +180,7 @@ bool ShardPlan::any_sharded() const {
 
 template <class T>
 Optimizer<T>::Optimizer(const ParamTable& table, const OptimConfig& optim, const ScheduleConfig& schedule,
-                        int total_steps, const std::string& source, const DistConfig& dist, Comm* comm)
+                        int total_steps, const std::string& source, const DistConfig& dist, Comm* comm, int n_head)
     : table_(table), optim_(optim), schedule_(schedule), total_steps_(total_steps), comm_(comm) {
   const int world = comm ? comm->world() : 1;
   rank_ = comm ? comm->rank() : 0;
@@ -124,14 +188,52 @@ Optimizer<T>::Optimizer(const ParamTable& table, const OptimConfig& optim, const
   plan_ = ShardPlan::make(table, optim, assign_, dist, world);
   if (plan_.any_sharded() && !std::is_same_v<T, float>) fail("sharded optimizer state needs float parameters");
   state_.resize(table.params().size());
+  blocks_.resize(table.params().size());
   for (size_t pi = 0; pi < table.params().size(); ++pi) {
     const auto& g = optim.groups[assign_.group_of_param[pi]];
     State& s = state_[pi];
     std::tie(s.lo, s.hi) = plan_.ranges[pi][rank_];
     s.m.assign(s.hi - s.lo, T(0));
     if (g.type == "adamw") s.v.assign(s.hi - s.lo, T(0));
+    if (g.type != "muon") continue;
+    blocks_[pi] = muon_blocks(table.params()[pi], g, n_head);
+    // NorMuon state lives whole wherever the matrix is worked on (owner: one rank)
+    const bool works_here = plan_.replicated[pi] || plan_.zero1_muon[pi] || s.hi > s.lo;
+    if (g.normuon.enabled && works_here) s.nv.assign(normuon_numel(static_cast<int>(pi)), T(0));
+    if (diag_param_ < 0 && optim.diagnostics_param.empty()) diag_param_ = static_cast<int>(pi);
+  }
+  if (!optim.diagnostics_param.empty()) {
+    const ParamSpec* spec = table.find(optim.diagnostics_param);
+    if (!spec || optim.groups[assign_.group_of_param[spec - table.params().data()]].type != "muon")
+      fail("config ", source, ": optim.diagnostics_param: \"", optim.diagnostics_param,
+           "\" is not a parameter of a Muon group (see `muongpt info` for the names)");
+    diag_param_ = static_cast<int>(spec - table.params().data());
   }
   update_rms_.assign(optim.groups.size(), 0.0);
+}
+
+template <class T>
+size_t Optimizer<T>::normuon_numel(int pi) const {
+  const ParamSpec& spec = table_.params()[pi];
+  const auto& g = optim_.groups[assign_.group_of_param[pi]];
+  size_t n = 0;
+  for (const MuonBlock& b : blocks_[pi])
+    n += cpu::normuon_state_size(b.rows, spec.cols(), normuon_per_row(g.normuon, b.rows, spec.cols()));
+  return n;
+}
+
+template <class T>
+bool Optimizer<T>::diagnostics_due(int step) const {
+  return optim_.diagnostics_every > 0 && (step + 1) % optim_.diagnostics_every == 0;
+}
+
+template <class T>
+void Optimizer<T>::observe_attention_logits(const std::vector<T>& max_logits, int n_head) {
+  if (!optim_.qk_clip.enabled && optim_.diagnostics_every <= 0) return;
+  if (attn_max_.size() != max_logits.size())
+    attn_max_.assign(max_logits.size(), -std::numeric_limits<T>::infinity());
+  attn_heads_ = n_head;
+  for (size_t i = 0; i < max_logits.size(); ++i) attn_max_[i] = std::max(attn_max_[i], max_logits[i]);
 }
 
 template <class T>
@@ -143,16 +245,17 @@ std::vector<double> Optimizer<T>::group_lrs(int step) const {
 }
 
 template <class T>
-void Optimizer<T>::muon_param(const OptimGroupConfig& g, int pi, T* w, const T* grad, int step, double lr,
-                              double& sum_sq, size_t& count) {
+void Optimizer<T>::muon_param(const OptimGroupConfig& g, int pi, T* w, const T* grad, int step, double lr, bool diag,
+                              Sums& sums) {
   const ParamSpec& spec = table_.params()[pi];
   State& s = state_[pi];
-  if (s.hi == s.lo && !plan_.zero1_muon[pi]) return;  // another rank owns this matrix
+  const bool zero1 = plan_.zero1_muon[pi];
+  if (s.hi == s.lo && !zero1) return;  // another rank owns this matrix
   // momentum on this rank's elements (all of them unless rows are sharded)
   std::vector<T> u(spec.numel);
   cpu::muon_momentum(u.data() + s.lo, s.m.data(), grad + s.lo, s.hi - s.lo, muon_momentum_at(g, step), g.nesterov,
                      g.momentum_form == "ema");
-  if (plan_.zero1_muon[pi]) {  // gather the full momentum-updated matrix
+  if (zero1) {  // gather the full momentum-updated matrix
     std::vector<int> counts, displs;
     for (const auto& [lo, hi] : plan_.ranges[pi]) {
       displs.push_back(static_cast<int>(lo));
@@ -160,21 +263,36 @@ void Optimizer<T>::muon_param(const OptimGroupConfig& g, int pi, T* w, const T* 
     }
     if constexpr (std::is_same_v<T, float>) comm_->allgatherv(u.data(), counts, displs, "Muon momentum rows");
   }
-  const int block_rows = spec.rows() / spec.row_blocks;
   const int cols = spec.cols();
-  const size_t block = static_cast<size_t>(block_rows) * cols;
   const auto table = g.ns.table();
-  for (int bi = 0; bi < spec.row_blocks; ++bi) {
-    const size_t b0 = bi * block, b1 = b0 + block;
+  // With zero1 a rank normally skips blocks that hold none of its rows; NorMuon's
+  // state must stay the same on every rank, so then every block is processed.
+  const bool every_block = zero1 && g.normuon.enabled;
+  size_t nv_at = 0;  // this block's offset in the NorMuon state
+  const auto& blocks = blocks_[pi];
+  for (size_t bi = 0; bi < blocks.size(); ++bi) {
+    const MuonBlock& blk = blocks[bi];
+    const bool per_row = normuon_per_row(g.normuon, blk.rows, cols);
+    const size_t nv_off = nv_at;
+    if (g.normuon.enabled) nv_at += cpu::normuon_state_size(blk.rows, cols, per_row);
+    const size_t b0 = static_cast<size_t>(blk.row0) * cols, b1 = b0 + static_cast<size_t>(blk.rows) * cols;
     const size_t lo = std::max(b0, s.lo), hi = std::min(b1, s.hi);
-    if (lo >= hi) continue;  // none of this block's rows are ours
+    if (lo >= hi && !every_block) continue;  // none of this block's rows are ours
     T* ub = u.data() + b0;
-    cpu::newton_schulz(ub, block_rows, cols, table, g.ns.norm_scale, g.ns.norm_eps);
-    const double scale = muon_update_scale(g.update_scale, block_rows, cols);
-    sum_sq += scale * scale *
-              cpu::deterministic_sum<double>(hi - lo, [&](size_t i) { return double(u[lo + i]) * u[lo + i]; });
-    count += hi - lo;
-    cpu::muon_apply(w + lo, u.data() + lo, hi - lo, lr, scale, g.weight_decay);
+    cpu::newton_schulz(ub, blk.rows, cols, table, g.ns.norm_scale, g.ns.norm_eps);
+    if (diag && pi == diag_param_ && bi == 0) {
+      sums.orth += cpu::orthogonality_error(ub, blk.rows, cols);
+      sums.orth_count += 1;
+    }
+    if (g.normuon.enabled) cpu::normuon_normalize(ub, blk.rows, cols, s.nv.data() + nv_off, per_row, g.normuon.beta2);
+    if (lo >= hi) continue;
+    const double scale = muon_update_scale(g.update_scale, blk.rows, cols);
+    sums.sum_sq += scale * scale *
+                   cpu::deterministic_sum<double>(hi - lo, [&](size_t i) { return double(u[lo + i]) * u[lo + i]; });
+    sums.count += static_cast<double>(hi - lo);
+    // lr_squared: decay lr*scale * (wd*lr), passed as an effective wd for muon_apply's lr*wd
+    const double wd = g.weight_decay_schedule == "lr_squared" ? g.weight_decay * lr * scale : g.weight_decay;
+    cpu::muon_apply(w + lo, u.data() + lo, hi - lo, lr, scale, wd, g.cautious_weight_decay);
   }
 }
 
@@ -212,7 +330,8 @@ void Optimizer<T>::all_gather_params(T* params, const char* what) {
 template <class T>
 void Optimizer<T>::step(T* params, const T* grads, int step) {
   const std::vector<double> lrs = group_lrs(step);
-  std::vector<double> sums(2 * optim_.groups.size(), 0.0);  // (sum of squares, count) per group
+  const bool diag = diagnostics_due(step);
+  std::vector<Sums> sums(optim_.groups.size());
   for (size_t gi = 0; gi < optim_.groups.size(); ++gi) {
     const OptimGroupConfig& g = optim_.groups[gi];
     double sum_sq = 0;
@@ -222,7 +341,7 @@ void Optimizer<T>::step(T* params, const T* grads, int step) {
       T* w = params + spec.offset;
       const T* grad = grads + spec.offset;
       if (g.type == "muon") {
-        muon_param(g, pi, w, grad, step, lrs[gi], sum_sq, count);
+        muon_param(g, pi, w, grad, step, lrs[gi], diag, sums[gi]);
         continue;
       }
       State& s = state_[pi];
@@ -241,15 +360,54 @@ void Optimizer<T>::step(T* params, const T* grads, int step) {
       });
       count += n;
     }
-    sums[2 * gi] = sum_sq;
-    sums[2 * gi + 1] = static_cast<double>(count);
+    sums[gi].sum_sq += sum_sq;
+    sums[gi].count += static_cast<double>(count);
   }
   if (plan_.any_sharded()) {
     all_gather_params(params, "updated parameters");
-    comm_->allreduce_sum(sums.data(), sums.size(), "update statistics");
+    std::vector<double> packed;
+    for (const Sums& x : sums) packed.insert(packed.end(), {x.sum_sq, x.count, x.orth, x.orth_count});
+    comm_->allreduce_sum(packed.data(), packed.size(), "update statistics");
+    for (size_t gi = 0; gi < sums.size(); ++gi)
+      sums[gi] = {packed[4 * gi], packed[4 * gi + 1], packed[4 * gi + 2], packed[4 * gi + 3]};
   }
-  for (size_t gi = 0; gi < optim_.groups.size(); ++gi)
-    update_rms_[gi] = sums[2 * gi + 1] > 0 ? std::sqrt(sums[2 * gi] / sums[2 * gi + 1]) : 0.0;
+  double orth = 0, orth_count = 0;
+  for (size_t gi = 0; gi < optim_.groups.size(); ++gi) {
+    update_rms_[gi] = sums[gi].count > 0 ? std::sqrt(sums[gi].sum_sq / sums[gi].count) : 0.0;
+    orth += sums[gi].orth;
+    orth_count += sums[gi].orth_count;
+  }
+  if (diag) {
+    diag_ = OptimDiagnostics{};
+    diag_.step = step;
+    diag_.update_rms = update_rms_;
+    if (diag_param_ >= 0) {
+      diag_.orth_param = table_.params()[diag_param_].name;
+      diag_.orth_error = orth_count > 0 ? orth / orth_count : NAN;
+    }
+  }
+  attention_logits_step(params, diag);
+}
+
+template <class T>
+void Optimizer<T>::attention_logits_step(T* params, bool diag) {
+  clipped_heads_ = 0;
+  if (attn_max_.empty() || attn_heads_ <= 0) return;  // nothing observed (or not needed)
+  if (!optim_.qk_clip.enabled && !diag) {
+    attn_max_.clear();
+    return;
+  }
+  if (comm_ && comm_->world() > 1) comm_->allreduce_max(attn_max_.data(), attn_max_.size(), "max attention logits");
+  const int n_layer = static_cast<int>(attn_max_.size()) / attn_heads_;
+  if (optim_.qk_clip.enabled)
+    clipped_heads_ = qk_clip(table_, params, attn_max_.data(), n_layer, attn_heads_, optim_.qk_clip.tau,
+                             optim_.qk_clip.alpha);
+  if (diag) {
+    diag_.max_logits.assign(attn_max_.begin(), attn_max_.end());
+    diag_.n_head = attn_heads_;
+    diag_.clipped_heads = clipped_heads_;
+  }
+  attn_max_.clear();
 }
 
 template <class T>
@@ -257,8 +415,10 @@ std::vector<std::string> Optimizer<T>::state_names() const {
   std::vector<std::string> names;
   for (size_t pi = 0; pi < table_.params().size(); ++pi) {
     const std::string& name = table_.params()[pi].name;
-    if (optim_.groups[assign_.group_of_param[pi]].type == "muon") {
+    const OptimGroupConfig& g = optim_.groups[assign_.group_of_param[pi]];
+    if (g.type == "muon") {
       names.push_back(name + ".momentum");
+      if (g.normuon.enabled) names.push_back(name + ".normuon_v");
     } else {
       names.push_back(name + ".adam_m");
       names.push_back(name + ".adam_v");
@@ -278,13 +438,15 @@ int Optimizer<T>::param_of_state(const std::string& name, std::string& kind) con
 
 template <class T>
 std::vector<T>& Optimizer<T>::state_buffer(int pi, const std::string& kind) {
+  if (kind == "normuon_v") return state_[pi].nv;
   return kind == "adam_v" ? state_[pi].v : state_[pi].m;
 }
 
 template <class T>
 size_t Optimizer<T>::state_numel(const std::string& name) const {
   std::string kind;
-  return table_.params()[param_of_state(name, kind)].numel;
+  const int pi = param_of_state(name, kind);
+  return kind == "normuon_v" ? normuon_numel(pi) : table_.params()[pi].numel;
 }
 
 template <class T>
@@ -293,14 +455,18 @@ void Optimizer<T>::gather_state(const std::function<void(const std::string&, con
     std::string kind;
     const int pi = param_of_state(name, kind);
     const std::vector<T>& local = state_buffer(pi, kind);
-    std::vector<float> full(table_.params()[pi].numel);
-    if (plan_.replicated[pi]) {
+    std::vector<float> full(state_numel(name));
+    // NorMuon state is whole on every rank working on the matrix: all (replicated,
+    // zero1) or the owner alone
+    const bool whole_here = kind == "normuon_v" && (plan_.replicated[pi] || plan_.zero1_muon[pi]);
+    if (plan_.replicated[pi] || whole_here) {
       std::copy(local.begin(), local.end(), full.begin());
     } else if constexpr (std::is_same_v<T, float>) {
       std::vector<int> counts, displs;
       for (const auto& [lo, hi] : plan_.ranges[pi]) {
-        displs.push_back(static_cast<int>(lo));
-        counts.push_back(static_cast<int>(hi - lo));
+        const bool owner = hi > lo;
+        displs.push_back(kind == "normuon_v" ? 0 : static_cast<int>(lo));
+        counts.push_back(kind == "normuon_v" ? (owner ? static_cast<int>(full.size()) : 0) : static_cast<int>(hi - lo));
       }
       comm_->gatherv(local.data(), full.data(), counts, displs, 0, "optimizer state for a checkpoint");
     }
@@ -314,7 +480,10 @@ void Optimizer<T>::load_state(const std::function<void(const std::string&, size_
     std::string kind;
     const int pi = param_of_state(name, kind);
     State& s = state_[pi];
-    source(name, s.lo, s.hi - s.lo, state_buffer(pi, kind).data());
+    if (kind == "normuon_v")
+      source(name, 0, s.nv.size(), s.nv.data());
+    else
+      source(name, s.lo, s.hi - s.lo, state_buffer(pi, kind).data());
   }
 }
 

@@ -21,10 +21,21 @@
 // sharded parameters are all-gathered, so every rank ends the step with the
 // same parameters. Checkpoints hold full state (gathered on rank 0), so a run
 // saved on N ranks resumes on M.
+//
+// Muon variants (docs/muon.md): each matrix is orthogonalised in row blocks
+// (MuonBlock: the whole matrix, the fused qkv's three parts, or one block per
+// attention head with per_head); NorMuon keeps one second-moment value per
+// row or column of each block ("<param>.normuon_v", whole on every rank that
+// works on the matrix: with zero1 every rank then orthogonalises every block);
+// cautious weight decay and the lr_squared decay schedule act in the update.
+// After the update, QK-clip rescales W_q/W_k of heads whose max attention
+// logit (observe_attention_logits, max over micro-batches and ranks) exceeded
+// tau. Diagnostics every optim.diagnostics_every steps.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -45,6 +56,33 @@ ParamGroupAssignment assign_groups(const ParamTable& table, const OptimConfig& o
 // Update-scale factor of a Muon matrix block (rows x cols).
 double muon_update_scale(const std::string& mode, int rows, int cols);
 
+// Rows [row0, row0 + rows) of a matrix, orthogonalised on their own.
+struct MuonBlock {
+  int row0 = 0, rows = 0;
+};
+
+// The blocks Muon orthogonalises a matrix in: by default its spec.row_blocks
+// equal parts (fused qkv: q, k, v); with group.per_head, attention q/k (and v
+// for "qkv") matrices in blocks of heads_per_block heads (rows of W_q for head
+// h: h*head_dim .. (h+1)*head_dim - 1). n_head is the model's (needed for
+// per_head only).
+std::vector<MuonBlock> muon_blocks(const ParamSpec& spec, const OptimGroupConfig& group, int n_head);
+
+// NorMuon: one statistic per row of a rows x cols block (else per column).
+bool normuon_per_row(const NorMuonConfig& normuon, int rows, int cols);
+
+// What the optimizer measured at a diagnostics step.
+struct OptimDiagnostics {
+  int step = -1;                      // 0-based step; -1 = none taken yet
+  std::vector<double> update_rms;     // per group
+  std::string orth_param;             // sampled Muon matrix
+  double orth_error = 0;              // ||O O^T - I||_F / sqrt(n) of its first block
+  std::vector<double> max_logits;     // per layer and head (n_layer x n_head), over ranks; empty = none observed
+  int n_head = 0;
+  int clipped_heads = 0;              // heads QK-clip rescaled at this step
+  nlohmann::json to_json(const OptimConfig& optim) const;
+};
+
 // Which elements of each parameter every rank updates and keeps state for.
 struct ShardPlan {
   int world = 1;
@@ -62,13 +100,26 @@ struct ShardPlan {
 template <class T>
 class Optimizer {
  public:
-  // `comm` may be null (one process). Sharding needs T = float.
+  // `comm` may be null (one process). Sharding needs T = float. n_head is
+  // the model's (used by per_head orthogonalisation; 0 = unknown).
   Optimizer(const ParamTable& table, const OptimConfig& optim, const ScheduleConfig& schedule, int total_steps,
-            const std::string& source, const DistConfig& dist = {}, Comm* comm = nullptr);
+            const std::string& source, const DistConfig& dist = {}, Comm* comm = nullptr, int n_head = 0);
 
-  // Applies step `step` (0-based) to params given grads (summed over ranks).
-  // Collective when state is sharded.
+  // Applies step `step` (0-based) to params given grads (summed over ranks),
+  // then QK-clip. Collective when state is sharded, when it reduces the
+  // attention logits (several ranks, QK-clip or a diagnostics step).
   void step(T* params, const T* grads, int step);
+
+  // Takes the max attention logits (n_layer x n_head) of one forward of this
+  // step (call after every micro-batch); step() uses their max, then forgets.
+  void observe_attention_logits(const std::vector<T>& max_logits, int n_head);
+
+  // True when step `step` (0-based) records diagnostics.
+  bool diagnostics_due(int step) const;
+  // The latest diagnostics (check .step).
+  const OptimDiagnostics& diagnostics() const { return diag_; }
+  // Heads QK-clip rescaled in the last step.
+  int last_clipped_heads() const { return clipped_heads_; }
 
   const ParamGroupAssignment& groups() const { return assign_; }
   const OptimConfig& config() const { return optim_; }
@@ -81,7 +132,8 @@ class Optimizer {
   // (Muon: scale * O; AdamW: m_hat / (sqrt(v_hat) + eps)), over all ranks.
   const std::vector<double>& last_update_rms() const { return update_rms_; }
 
-  // Names of the state tensors: "<param>.momentum", "<param>.adam_m", "<param>.adam_v".
+  // Names of the state tensors: "<param>.momentum", "<param>.adam_m",
+  // "<param>.adam_v", and "<param>.normuon_v" (NorMuon groups).
   std::vector<std::string> state_names() const;
   size_t state_numel(const std::string& name) const;
   // Collective: calls `sink(name, full tensor)` on rank 0 for every state tensor.
@@ -93,12 +145,18 @@ class Optimizer {
   struct State {
     size_t lo = 0, hi = 0;  // elements of the parameter this rank keeps state for
     std::vector<T> m, v;    // Muon momentum in m; AdamW m and v
+    std::vector<T> nv;      // NorMuon second moment, whole (blocks in order), where this rank works on the matrix
+  };
+  // Per-step sums: update RMS (sum of squares, count) and orthogonality error (sum, count).
+  struct Sums {
+    double sum_sq = 0, count = 0, orth = 0, orth_count = 0;
   };
   int param_of_state(const std::string& name, std::string& kind) const;
   std::vector<T>& state_buffer(int pi, const std::string& kind);
-  void muon_param(const OptimGroupConfig& g, int pi, T* w, const T* grad, int step, double lr, double& sum_sq,
-                  size_t& count);
+  size_t normuon_numel(int pi) const;
+  void muon_param(const OptimGroupConfig& g, int pi, T* w, const T* grad, int step, double lr, bool diag, Sums& sums);
   void all_gather_params(T* params, const char* what);
+  void attention_logits_step(T* params, bool diag);
 
   const ParamTable& table_;
   OptimConfig optim_;
@@ -109,7 +167,13 @@ class Optimizer {
   ParamGroupAssignment assign_;
   ShardPlan plan_;
   std::vector<State> state_;  // per table param
+  std::vector<std::vector<MuonBlock>> blocks_;  // per table param (Muon only)
   std::vector<double> update_rms_;
+  int diag_param_ = -1;         // table index of the matrix whose orthogonality error is logged
+  std::vector<T> attn_max_;     // max attention logits observed during this step
+  int attn_heads_ = 0;
+  int clipped_heads_ = 0;
+  OptimDiagnostics diag_;
 };
 
 extern template class Optimizer<float>;

@@ -38,17 +38,20 @@ BatchGeometry make_geometry(const Config& cfg, const Comm& comm) {
 
 }  // namespace
 
-Trainer::Trainer(const Config& cfg, const std::string& source, Comm& comm)
+Trainer::Trainer(const Config& cfg, const std::string& source, Comm& comm, const std::string& device)
     : cfg_(cfg),
       source_(source),
       comm_(comm),
       geometry_(make_geometry(cfg, comm)),
-      model_(cfg.model, cfg.batch.micro_batch, cfg.batch.seq_len),
-      optimizer_(model_.table(), cfg.optim, cfg.schedule, cfg.train.steps, source, cfg.dist, &comm) {
+      model_(make_model_backend(device, cfg.model, cfg.batch.micro_batch, cfg.batch.seq_len)),
+      optimizer_(model_->table(), cfg.optim, cfg.schedule, cfg.train.steps, source, cfg.dist, &comm,
+                 cfg.model.n_head) {
   comm_.set_timeout(cfg.dist.timeout_s);
-  model_.init(cfg.train.seed);
+  init_params<float>(model_->table(), model_->params().data(), cfg.train.seed);
+  model_->params_to_device();
   loader_ = std::make_unique<PrefetchingLoader>(
-      std::make_unique<TrainLoader>(cfg.data.train_pattern, "data.train_pattern", geometry_, cfg.model.vocab_size));
+      std::make_unique<TrainLoader>(cfg.data.train_pattern, "data.train_pattern", geometry_, cfg.model.vocab_size,
+                                    Packing{cfg.data.bos_aligned, cfg.data.max_doc_len}));
   if (cfg.data.val_tokens > 0)
     val_ = std::make_unique<ValSet>(cfg.data.val_pattern, "data.val_pattern", cfg.data.val_tokens, cfg.batch.seq_len,
                                     cfg.model.vocab_size);
@@ -64,21 +67,24 @@ StepStats Trainer::train_step() {
   const int B = geometry_.micro_batch, T = geometry_.seq_len;
   const size_t per_micro = static_cast<size_t>(B) * T;
   const float loss_scale = 1.0f / static_cast<float>(cfg_.batch.global_tokens);
-  model_.zero_grad();
+  model_->zero_grad();
   double loss_sum = 0;
   for (int m = 0; m < geometry_.grad_accum; ++m) {
     t = Clock::now();
-    loss_sum += model_.forward(batch.inputs.data() + m * per_micro, batch.targets.data() + m * per_micro, B, T);
+    loss_sum += model_->forward(batch.inputs.data() + m * per_micro, batch.targets.data() + m * per_micro, B, T,
+                               batch.doc_ids.data() + m * per_micro);
+    optimizer_.observe_attention_logits(model_->max_attention_logits(), cfg_.model.n_head);  // QK-clip, diagnostics
     s.forward_ms += ms_since(t);
     t = Clock::now();
-    model_.backward(loss_scale);
+    model_->backward(loss_scale);
     s.backward_ms += ms_since(t);
   }
+  model_->grads_to_host();
   t = Clock::now();
   double loss = loss_sum / geometry_.grad_accum;
   comm_.allreduce_sum(&loss, 1, "train loss");
   s.train_loss = loss / comm_.world();
-  auto& grads = model_.grads();
+  auto& grads = model_->grads();
   comm_.allreduce_sum(grads.data(), grads.size(), "gradients");
   s.comm_ms = ms_since(t);
   if (!std::isfinite(s.train_loss))
@@ -93,7 +99,8 @@ StepStats Trainer::train_step() {
     for (auto& x : grads) x *= c;
   }
   s.lr_factor = lr_factor(cfg_.schedule, step_, cfg_.train.steps);
-  optimizer_.step(model_.params().data(), grads.data(), step_);
+  optimizer_.step(model_->params().data(), grads.data(), step_);
+  model_->params_to_device();
   s.optim_ms = ms_since(t);
   ++step_;
   s.step = step_;
@@ -105,12 +112,14 @@ double Trainer::evaluate() {
   if (!val_) return NAN;
   const auto [first, count] = val_->rank_range(comm_.rank(), comm_.world());
   const int B = cfg_.batch.micro_batch, T = cfg_.batch.seq_len;
-  std::vector<int32_t> inputs, targets;
+  std::vector<int32_t> inputs, targets, doc_ids;
   double sum = 0;
   for (int i = 0; i < count; i += B) {
     const int n = std::min(B, count - i);
     val_->sequences(first + i, n, inputs, targets);
-    sum += model_.forward(inputs.data(), targets.data(), n, T) * n * T;
+    doc_ids.resize(inputs.size());
+    document_ids(inputs.data(), n, T, doc_ids.data());
+    sum += model_->forward(inputs.data(), targets.data(), n, T, doc_ids.data()) * n * T;
   }
   comm_.allreduce_sum(&sum, 1, "val loss");
   return sum / (static_cast<double>(val_->num_sequences()) * T);
@@ -122,8 +131,8 @@ std::string Trainer::save_checkpoint(const std::string& dir) {
   optimizer_.gather_state([&](const std::string& name, const std::vector<float>& full) { state.emplace_back(name, full); });
   if (!comm_.is_root()) return path;
   std::vector<CheckpointTensor> tensors;
-  for (const auto& spec : model_.table().params())
-    tensors.push_back({spec.name, model_.params().data() + spec.offset, spec.numel});
+  for (const auto& spec : model_->table().params())
+    tensors.push_back({spec.name, model_->params().data() + spec.offset, spec.numel});
   for (const auto& [name, full] : state) tensors.push_back({name, full.data(), full.size()});
   const LoaderPosition pos = loader_->resume_position();
   nlohmann::json header = {
@@ -140,7 +149,9 @@ std::string Trainer::save_checkpoint(const std::string& dir) {
 
 void Trainer::load_checkpoint(const std::string& path) {
   Checkpoint ckpt(path);
-  for (const auto& spec : model_.table().params()) ckpt.read(spec.name, model_.params().data() + spec.offset, spec.numel);
+  for (const auto& spec : model_->table().params())
+    ckpt.read(spec.name, model_->params().data() + spec.offset, spec.numel);
+  model_->params_to_device();
   optimizer_.load_state([&](const std::string& name, size_t first, size_t count, float* out) {
     ckpt.read_range(name, optimizer_.state_numel(name), first, count, out);
   });
@@ -165,12 +176,18 @@ std::string select_device(const std::string& requested, bool verbose) {
   const DeviceReport report = detect_devices();
   if (requested == "cpu") return "cpu";
   if (requested == "cuda") {
+    if (!report.cuda_built) fail("--device cuda: this build has no CUDA backend (", report.cuda_status, "); use --device cpu");
     if (report.gpus.empty()) fail("--device cuda: ", report.cuda_status, "; use --device cpu");
-    fail("--device cuda: found ", report.gpus[0].name,
-         ", but this version's CUDA training backend is not available yet; use --device cpu");
+    const GpuInfo& gpu = report.gpus[0];
+    if (gpu.major < 8)
+      fail("--device cuda: ", gpu.name, " has compute capability ", gpu.major, ".", gpu.minor,
+           "; the CUDA backend needs 8.0 or newer (bf16 tensor cores); use --device cpu");
+    return "cuda";
   }
+  // auto: the CUDA backend is new and has not yet been verified on a GPU, so
+  // it is used only when asked for.
   if (verbose && !report.gpus.empty())
-    std::printf("note: %s found, but the CUDA training backend is not available yet; training on the CPU\n",
+    std::printf("note: %s found; the CUDA backend is experimental (pass --device cuda to use it); training on the CPU\n",
                 report.gpus[0].name.c_str());
   return "cpu";
 }
@@ -241,14 +258,14 @@ void run_training(const RunOptions& options) {
     write_text_file_atomic(fs::path(out_dir) / "config.json", config_to_json(cfg).dump(2) + "\n");
   }
 
-  Trainer trainer(cfg, source, *comm);
+  Trainer trainer(cfg, source, *comm, device);
   if (!resume_from.empty()) trainer.load_checkpoint(resume_from);
   const int start_step = trainer.step();
   MetricsLog metrics = root ? MetricsLog((fs::path(out_dir) / "metrics.jsonl").string(), resume_from.empty() ? -1 : start_step)
                             : MetricsLog();
   if (root) {
     const auto& m = cfg.model;
-    std::printf("muongpt %s | %s | device %s | %s\n", MUONGPT_VERSION, source.c_str(), device.c_str(),
+    std::printf("muongpt %s | %s | device %s | %s\n", MUONGPT_VERSION, source.c_str(), trainer.model().device().c_str(),
                 comm->name().c_str());
     if (!cfg.meta.record.empty()) std::printf("record: %s\n", cfg.meta.record.c_str());
     std::printf("model: %d layers, d_model %d, %d heads, %s params | batch %lld tokens = %d x %d seq x %d accum x %d ranks\n",
@@ -303,6 +320,8 @@ void run_training(const RunOptions& options) {
       const auto& groups = trainer.optimizer().config().groups;
       for (size_t g = 0; g < groups.size(); ++g) update_rms[groups[g].name] = trainer.optimizer().last_update_rms()[g];
       rec["update_rms"] = update_rms;
+      const OptimDiagnostics& diag = trainer.optimizer().diagnostics();
+      if (diag.step == s.step - 1) rec["diagnostics"] = diag.to_json(cfg.optim);
       metrics.write(rec);
       if (s.step % cfg.train.log_every == 0 || s.step == cfg.train.steps) {
         const double eta = step_s * (cfg.train.steps - s.step);

@@ -1,4 +1,5 @@
-// The training loop on the CPU reference backend.
+// The training loop (model on the CPU reference backend or the GPU, see
+// train/model_backend.h; optimizer and all-reduce on host copies).
 //
 //   for step in [start, steps):
 //     [evaluate every eval_every steps, and at step 0]
@@ -23,8 +24,8 @@
 #include "config/config.h"
 #include "data/loader.h"
 #include "dist/comm.h"
-#include "model/gpt.h"
 #include "optim/optimizer.h"
+#include "train/model_backend.h"
 
 namespace muongpt {
 
@@ -38,7 +39,8 @@ struct StepStats {
 
 class Trainer {
  public:
-  Trainer(const Config& cfg, const std::string& source, Comm& comm);
+  // device: "cpu" or "cuda" (from select_device).
+  Trainer(const Config& cfg, const std::string& source, Comm& comm, const std::string& device = "cpu");
 
   // Loads parameters, optimizer state, step and data position.
   void load_checkpoint(const std::string& path);
@@ -51,7 +53,7 @@ class Trainer {
   int step() const { return step_; }
   int64_t tokens_seen() const { return static_cast<int64_t>(step_) * cfg_.batch.global_tokens; }
   const Config& config() const { return cfg_; }
-  Gpt<float>& model() { return model_; }
+  ModelBackend& model() { return *model_; }
   Optimizer<float>& optimizer() { return optimizer_; }
   int grad_accum() const { return geometry_.grad_accum; }
 
@@ -60,7 +62,7 @@ class Trainer {
   std::string source_;
   Comm& comm_;
   BatchGeometry geometry_;
-  Gpt<float> model_;
+  std::unique_ptr<ModelBackend> model_;
   Optimizer<float> optimizer_;
   std::unique_ptr<PrefetchingLoader> loader_;
   std::unique_ptr<ValSet> val_;

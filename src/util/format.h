@@ -17,6 +17,17 @@ inline std::string format_count(double x) {
   return buf;
 }
 
+// 4096 -> "4 KiB", 3 << 20 -> "3 MiB", 1.5e9 -> "1.4 GiB"
+inline std::string format_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) bytes /= 1024, ++u;
+  char buf[32];
+  if (bytes == std::floor(bytes)) std::snprintf(buf, sizeof(buf), "%.0f %s", bytes, units[u]);
+  else std::snprintf(buf, sizeof(buf), "%.1f %s", bytes, units[u]);
+  return buf;
+}
+
 // 3725 s -> "1h02m05s", 65 s -> "1m05s", 4.2 s -> "4s"
 inline std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";

@@ -40,4 +40,9 @@ expect_error "truncated shard" "truncated" "$BIN" info --data "$WORK/shards/*.bi
 printf 'not a checkpoint at all' > "$WORK/ckpt_00000001.bin"
 expect_error "foreign checkpoint" "not a muongpt checkpoint" "$BIN" eval --checkpoint "$WORK/ckpt_00000001.bin"
 expect_error "missing checkpoint" "does not exist" "$BIN" eval --checkpoint "$WORK/none.bin"
+
+# asking for the GPU where there is none says why and what to use instead
+if ! nvidia-smi -L > /dev/null 2>&1; then
+  expect_error "--device cuda without a GPU" "use --device cpu" "$BIN" train "${SMALL[@]}" --device cuda --out "$WORK/gpu"
+fi
 finish

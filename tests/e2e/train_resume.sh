@@ -75,4 +75,10 @@ PY
 check "sample succeeds" test $? -eq 0
 "$BIN" sample --checkpoint "$A/ckpt_00000006.bin" --tokens 8 --seed 1 > "$WORK/sample2.log" 2>&1
 check "sampling with a seed is reproducible" cmp -s "$WORK/sample1.log" "$WORK/sample2.log"
+"$BIN" sample --checkpoint "$A/ckpt_00000006.bin" --prompt "The Congress of the United" --tokens 8 --ids \
+  > "$WORK/sample3.log" 2>&1
+check "sample prints the text prompt it was given" grep -q "^The Congress of the United" "$WORK/sample3.log"
+check "and with --ids the prompt's GPT-2 token ids" grep -q "^prompt ids: 50256 464 3162 286 262 1578$" "$WORK/sample3.log"
+expect_error "a bad token id is refused" "is not a token id" \
+  "$BIN" sample --checkpoint "$A/ckpt_00000006.bin" --prompt-ids 50256,99999
 finish

@@ -194,3 +194,116 @@ TEST_CASE("the validation set is the first val_tokens tokens, split across ranks
   require_error([&] { ValSet(pattern, "data.val_pattern", 150, 10, 50257); },
                 {"data.val_pattern", "hold 150 tokens", "needs 151"});
 }
+
+namespace {
+
+// One shard of documents with the given lengths (each opened by
+// <|endoftext|>, then distinct increasing ids).
+std::string make_document_shard(const std::string& name, const std::vector<int>& doc_lengths) {
+  const auto dir = scratch_dir(name);
+  std::vector<uint16_t> tokens;
+  uint16_t value = 1;
+  for (int len : doc_lengths) {
+    tokens.push_back(kEndOfText);
+    for (int i = 1; i < len; ++i) tokens.push_back(value++);
+  }
+  write_shard((dir / "train_000000.bin").string(), tokens);
+  return (dir / "train_*.bin").string();
+}
+
+}  // namespace
+
+TEST_CASE("document ids count the <|endoftext|> tokens up to each position", "[data][loader]") {
+  const int32_t E = kEndOfText;
+  const std::vector<int32_t> tokens = {E, 5, 6, E, 7, /*second sequence*/ 8, 9, E, E, 3};
+  std::vector<int32_t> ids(tokens.size());
+  document_ids(tokens.data(), 2, 5, ids.data());
+  REQUIRE(ids == std::vector<int32_t>{1, 1, 1, 2, 2, 0, 0, 1, 2, 2});
+}
+
+TEST_CASE("BOS-aligned packing: every sequence starts a document, documents in order, cut to max_doc_len",
+          "[data][loader]") {
+  // document lengths chosen to hit: shorter than T, exactly T+1, longer than T
+  std::vector<int> lengths;
+  for (int i = 0; i < 60; ++i) lengths.push_back(1 + (i * 7) % 23);
+  const std::string pattern = make_document_shard("bos", lengths);
+  const int B = 2, T = 8;
+  for (int max_doc : {0, 5}) {
+    INFO("max_doc_len " << max_doc);
+    BatchGeometry g{B, T, 2, 0, 1};
+    TrainLoader loader(pattern, "data.train_pattern", g, 50257, Packing{true, max_doc});
+    int last_value = 0;  // documents are consumed in order: their ids increase
+    for (int step = 0; step < 3; ++step) {
+      const StepBatch b = loader.next();
+      REQUIRE(b.inputs.size() == static_cast<size_t>(2 * B * T));
+      for (int s = 0; s < 2 * B; ++s) {
+        const int32_t* in = b.inputs.data() + s * T;
+        const int32_t* tg = b.targets.data() + s * T;
+        REQUIRE(in[0] == kEndOfText);
+        for (int t = 0; t + 1 < T; ++t) REQUIRE(tg[t] == in[t + 1]);
+        int run = 0;
+        for (int t = 0; t < T; ++t) {
+          if (in[t] == kEndOfText) {
+            run = 1;
+            continue;
+          }
+          ++run;
+          if (max_doc > 0) REQUIRE(run <= max_doc);
+          REQUIRE(in[t] > last_value);  // in order, no repeats
+          if (t > 0 && in[t - 1] != kEndOfText) REQUIRE(in[t] == in[t - 1] + 1);  // contiguous within a document
+          last_value = in[t];
+        }
+        REQUIRE(b.doc_ids[s * T] == 1);
+      }
+    }
+  }
+}
+
+TEST_CASE("BOS-aligned packing: the same sequences for any world size, and exact resume", "[data][loader]") {
+  std::vector<int> lengths;
+  for (int i = 0; i < 400; ++i) lengths.push_back(2 + (i * 13) % 31);
+  const std::string pattern = make_document_shard("bos_world", lengths);
+  const int T = 6, global_seqs = 12;
+  std::vector<std::vector<int32_t>> reference;  // per step, the 12 sequences in order
+  {
+    BatchGeometry g{global_seqs, T, 1, 0, 1};
+    TrainLoader loader(pattern, "data.train_pattern", g, 50257, Packing{true, 0});
+    for (int s = 0; s < 5; ++s) reference.push_back(loader.next().inputs);
+  }
+  for (int world : {2, 3}) {
+    INFO("world " << world);
+    const int B = 2, accum = global_seqs / (B * world);
+    std::vector<TrainLoader> loaders;
+    for (int r = 0; r < world; ++r)
+      loaders.emplace_back(pattern, "data.train_pattern", BatchGeometry{B, T, accum, r, world}, 50257,
+                           Packing{true, 0});
+    for (int s = 0; s < 5; ++s) {
+      std::vector<int32_t> step(static_cast<size_t>(global_seqs) * T);
+      for (int r = 0; r < world; ++r) {
+        const StepBatch b = loaders[r].next();
+        for (int m = 0; m < accum; ++m)
+          for (int i = 0; i < B; ++i) {
+            const size_t seq = static_cast<size_t>(m * world + r) * B + i;
+            std::copy_n(b.inputs.begin() + (static_cast<size_t>(m) * B + i) * T, T, step.begin() + seq * T);
+          }
+      }
+      REQUIRE(step == reference[s]);
+    }
+  }
+  // resume from a stored position gives the following steps exactly
+  BatchGeometry g{global_seqs, T, 1, 0, 1};
+  TrainLoader first(pattern, "data.train_pattern", g, 50257, Packing{true, 0});
+  first.next();
+  first.next();
+  TrainLoader resumed(pattern, "data.train_pattern", g, 50257, Packing{true, 0});
+  resumed.set_position(first.position());
+  REQUIRE(resumed.next().inputs == reference[2]);
+  REQUIRE(resumed.next().inputs == reference[3]);
+}
+
+TEST_CASE("BOS-aligned packing: a shard too short for one step is an error", "[data][loader]") {
+  const std::string pattern = make_document_shard("bos_short", {40, 3});
+  BatchGeometry g{2, 8, 1, 0, 1};  // needs 2 documents' starts, but 40 tokens suffice by count
+  TrainLoader loader(pattern, "data.train_pattern", g, 50257, Packing{true, 0});
+  require_error([&] { loader.next(); }, {"data.train_pattern", "BOS-aligned", "data.bos_aligned"});
+}

@@ -26,12 +26,14 @@ void check_model_gradients(const ModelConfig& cfg, const std::string& label) {
     tokens[i] = (i * 7 + 3) % cfg.vocab_size;
     targets[i] = (i * 11 + 5) % cfg.vocab_size;
   }
+  // documents of lengths 2+3 and 1+2+2 (used when cfg.document_mask is on)
+  const std::vector<int32_t> doc_ids = {0, 0, 1, 1, 1, 0, 1, 1, 2, 2};
   model.zero_grad();
-  const double loss = model.forward(tokens.data(), targets.data(), B, T);
+  const double loss = model.forward(tokens.data(), targets.data(), B, T, doc_ids.data());
   REQUIRE(std::isfinite(loss));
   model.backward(1.0 / (B * T));
   const std::vector<double> analytic = model.grads();
-  auto loss_fn = [&] { return model.forward(tokens.data(), targets.data(), B, T); };
+  auto loss_fn = [&] { return model.forward(tokens.data(), targets.data(), B, T, doc_ids.data()); };
   const std::vector<double> numeric = numeric_gradient(model.params(), loss_fn);
   for (const auto& spec : model.table().params()) {
     std::vector<double> a(analytic.begin() + spec.offset, analytic.begin() + spec.offset + spec.numel);
@@ -44,6 +46,13 @@ void check_model_gradients(const ModelConfig& cfg, const std::string& label) {
 
 TEST_CASE("model gradients, every feature on", "[model][gradcheck]") {
   check_model_gradients(all_features_model(), "all features");
+}
+
+TEST_CASE("model gradients, document mask and per-layer sliding windows", "[model][gradcheck]") {
+  ModelConfig m = all_features_model();
+  m.document_mask = true;
+  m.attn_window = {0, 2, 1, 3};
+  check_model_gradients(m, "document mask, windows 0/2/1/3");
 }
 
 TEST_CASE("model gradients, switch variants", "[model][gradcheck]") {
@@ -106,4 +115,40 @@ TEST_CASE("out-of-vocabulary tokens are rejected with a clear error", "[model]")
   Gpt<float> model(cfg, 1, 4);
   std::vector<int32_t> tokens = {1, 2, 29, 3};
   require_error([&] { model.forward(tokens.data(), nullptr, 1, 4); }, {"token id 29", "position 2"});
+}
+
+TEST_CASE("document masks and windows cut the dependence on earlier tokens", "[model]") {
+  const int T = 10;
+  auto logits_after_change = [&](const ModelConfig& cfg, const std::vector<int32_t>& doc_ids, int changed_pos) {
+    Gpt<double> model(cfg, 1, T);
+    randomize(model, 3);
+    std::vector<int32_t> tokens(T);
+    for (int i = 0; i < T; ++i) tokens[i] = (i * 5 + 1) % cfg.vocab_size;
+    model.forward(tokens.data(), nullptr, 1, T, doc_ids.data());
+    const std::vector<double> before(model.logits(), model.logits() + T * cfg.padded_vocab_size);
+    tokens[changed_pos] = (tokens[changed_pos] + 1) % cfg.vocab_size;
+    model.forward(tokens.data(), nullptr, 1, T, doc_ids.data());
+    std::vector<bool> changed(T);
+    for (int t = 0; t < T; ++t)
+      for (int v = 0; v < cfg.padded_vocab_size; ++v)
+        if (model.logits()[t * cfg.padded_vocab_size + v] != before[t * cfg.padded_vocab_size + v]) changed[t] = true;
+    return changed;
+  };
+  const std::vector<int32_t> docs = {1, 1, 1, 1, 2, 2, 2, 2, 2, 2};
+  ModelConfig m = all_features_model();
+  m.max_seq_len = T;
+  // without masks, a change at position 1 reaches every later position
+  auto changed = logits_after_change(m, docs, 1);
+  for (int t = 1; t < T; ++t) REQUIRE(changed[t]);
+  // with the document mask, the second document never sees the first
+  m.document_mask = true;
+  changed = logits_after_change(m, docs, 1);
+  for (int t = 1; t < 4; ++t) REQUIRE(changed[t]);
+  for (int t = 4; t < T; ++t) REQUIRE_FALSE(changed[t]);
+  // a window of 2 in all 4 layers: position 1 reaches positions 1..5 only
+  m.document_mask = false;
+  m.attn_window = {2};
+  changed = logits_after_change(m, docs, 1);
+  for (int t = 1; t <= 5; ++t) REQUIRE(changed[t]);
+  for (int t = 6; t < T; ++t) REQUIRE_FALSE(changed[t]);
 }

@@ -29,12 +29,14 @@ void register_eval(CLI::App& app) {
     const int T = cfg.batch.seq_len, B = cfg.batch.micro_batch;
     if (tokens < T) fail("--tokens ", tokens, ": need at least one sequence of ", T, " tokens");
     ValSet val(pattern, o->data.empty() ? "data.val_pattern" : "--data", tokens - tokens % T, T, cfg.model.vocab_size);
-    std::vector<int32_t> inputs, targets;
+    std::vector<int32_t> inputs, targets, doc_ids;
     double sum = 0;
     for (int i = 0; i < val.num_sequences(); i += B) {
       const int n = std::min(B, val.num_sequences() - i);
       val.sequences(i, n, inputs, targets);
-      sum += lm.model->forward(inputs.data(), targets.data(), n, T) * n * T;
+      doc_ids.resize(inputs.size());
+      document_ids(inputs.data(), n, T, doc_ids.data());
+      sum += lm.model->forward(inputs.data(), targets.data(), n, T, doc_ids.data()) * n * T;
     }
     const double loss = sum / (static_cast<double>(val.num_sequences()) * T);
     std::printf("checkpoint %s (step %d): val loss %.6f on %lld tokens of %s\n", o->checkpoint.c_str(), lm.step, loss,

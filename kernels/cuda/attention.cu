@@ -1,0 +1,512 @@
+// Causal attention forward/backward: see attention.cuh for math, layout and algorithm.
+#include "kernels/cuda/attention.cuh"
+
+#include <string>
+
+namespace muongpt::gpu {
+
+namespace {
+
+// The three tile kernels share one thread layout. A block has 4 warps and
+// works on one tile of kTile positions of one (b, h) (queries in the forward
+// and dq kernels, keys in the dk/dv kernel): warp w owns rows
+// [w * kRowsPerWarp, (w + 1) * kRowsPerWarp) of it. The block walks tiles of
+// kTile positions of the other kind, and lane i stands for row i of that tile.
+// Each lane also owns head-dim columns lane, lane + 32, ... of the outputs.
+// Scores of (own row r, other row lane) live in registers; a row of scores is
+// reduced across the warp with shuffles (fixed butterfly order), and a
+// probability row is broadcast lane by lane (__shfl_sync) to accumulate P V.
+constexpr int kTile = 32;
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+constexpr int kRowsPerWarp = kTile / kWarps;            // 8
+constexpr int kColsPerLane = kAttentionMaxHeadDim / 32;  // 4
+constexpr int kDeltaThreads = 128;
+constexpr int kFinishThreads = 128;
+static_assert(kRowsPerWarp * kWarps == kTile && kTile == 32, "one lane per row of the other tile");
+static_assert(kRowsPerWarp <= 32, "visibility is a 32-bit mask per lane");
+
+struct Mask {
+  int window;          // 0 = full causal
+  const int32_t* doc;  // doc ids of this batch row (T of them), or null
+
+  // t, j: positions in [0, T). Reads doc[j] only when j <= t.
+  __device__ bool allowed(int t, int j) const {
+    return j <= t && (window == 0 || t - j < window) && (doc == nullptr || doc[t] == doc[j]);
+  }
+};
+
+// First key any of the queries [t0, ...] may see, and last query that may see
+// any of the keys [..., j1] (T - 1 without a window).
+__device__ int first_visible_key(int t0, int window) { return window > 0 ? max(0, t0 - (window - 1)) : 0; }
+__device__ int last_query_seeing(int j1, int T, int window) {
+  return window > 0 ? static_cast<int>(min(static_cast<long long>(T) - 1, static_cast<long long>(j1) + window - 1))
+                    : T - 1;
+}
+
+// Copies positions [pos0, pos0 + kTile) of one head into shared memory as
+// fp32, row r at dst + r * stride; positions past T become zeros (so stale or
+// uninitialised values never meet a zero probability: 0 * NaN = NaN). src
+// points at element (b, 0, h, 0); consecutive positions are pos_stride apart.
+__device__ void load_tile(float* dst, int stride, const bf16* src, size_t pos_stride, int pos0, int T, int D) {
+  for (int i = threadIdx.x; i < kTile * D; i += blockDim.x) {
+    const int r = i / D, d = i - r * D;
+    const int t = pos0 + r;
+    dst[r * stride + d] = t < T ? bf2f(src[static_cast<size_t>(t) * pos_stride + d]) : 0.0f;
+  }
+}
+
+// Row stride of a tile that lane i reads along row i: odd, so the 32 lanes
+// reading column d of rows 0..31 hit 32 different banks.
+__host__ __device__ int lane_row_stride(int D) { return D | 1; }
+
+// max_logit is reduced with atomicMax on an order-preserving integer image
+// of the float (max is exact and order-free, so the result is deterministic).
+// Key 0 (below every float's key) stands for "no logit" = -inf.
+__device__ unsigned ordered_key(float f) {
+  const unsigned u = __float_as_uint(f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+__device__ float from_ordered_key(unsigned key) {
+  if (key == 0) return -INFINITY;
+  return __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
+}
+
+// Forward. Grid: one block per (query tile, b*h), tiles with the most keys
+// first. Shared: Q tile [kTile][D], K tile [kTile][D|1], V tile [kTile][D].
+__global__ void __launch_bounds__(kThreads)
+    attention_forward_kernel(bf16* out, float* lse, unsigned* max_key, const bf16* q, const bf16* k, const bf16* v,
+                             int B, int T, int H, int D, float scale, int window, const int32_t* doc_ids,
+                             int tiles) {
+  extern __shared__ float smem[];
+  const int bh_count = B * H;
+  const int tile = tiles - 1 - static_cast<int>(blockIdx.x / bh_count);
+  const int bh = static_cast<int>(blockIdx.x % bh_count);
+  const int b = bh / H, h = bh % H;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int kstride = lane_row_stride(D);
+  float* sQ = smem;                  // [kTile][D], read as broadcasts
+  float* sK = sQ + kTile * D;        // [kTile][D|1], lane j reads row j
+  float* sV = sK + kTile * kstride;  // [kTile][D], lane reads its columns
+  const size_t pos_stride = static_cast<size_t>(H) * D;
+  const size_t head = static_cast<size_t>(b) * T * pos_stride + static_cast<size_t>(h) * D;
+  const Mask mask{window, doc_ids ? doc_ids + static_cast<size_t>(b) * T : nullptr};
+
+  const int q0 = tile * kTile;
+  const int q_last = min(T, q0 + kTile) - 1;
+  const int row0 = warp * kRowsPerWarp;  // this warp's rows are queries q0 + row0 + r
+  load_tile(sQ, D, q + head, pos_stride, q0, T, D);
+
+  float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][kColsPerLane];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    m[r] = -INFINITY;  // running max of the row's allowed logits
+    l[r] = 0.0f;       // running sum of exp(s - m)
+#pragma unroll
+    for (int c = 0; c < kColsPerLane; ++c) acc[r][c] = 0.0f;  // running sum of exp(s - m) v
+  }
+
+  for (int k0 = first_visible_key(q0, window) / kTile * kTile; k0 <= q_last; k0 += kTile) {
+    const int j = k0 + lane;
+    unsigned visible = 0;  // bit r: query q0 + row0 + r may see key j
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const int t = q0 + row0 + r;
+      if (t < T && mask.allowed(t, j)) visible |= 1u << r;
+    }
+    // The barrier also keeps the previous tile's sK/sV alive until every warp is done.
+    if (doc_ids) {
+      if (!__syncthreads_or(visible != 0)) continue;  // no query of the block sees this tile
+    } else {
+      __syncthreads();
+    }
+    load_tile(sK, kstride, k + head, pos_stride, k0, T, D);
+    load_tile(sV, D, v + head, pos_stride, k0, T, D);
+    __syncthreads();
+
+    float s[kRowsPerWarp];  // q_{row0+r} . k_j
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) s[r] = 0.0f;
+    const float* kj = sK + lane * kstride;
+    for (int d = 0; d < D; ++d) {
+      const float kd = kj[d];
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) s[r] += sQ[(row0 + r) * D + d] * kd;
+    }
+
+    const int keys = min(kTile, T - k0);
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const bool ok = (visible >> r) & 1u;
+      if (!__any_sync(kFullMask, ok)) continue;  // the row sees no key of this tile (warp-uniform)
+      const float sr = ok ? s[r] * scale : -INFINITY;
+      const float m_new = fmaxf(m[r], warp_max(sr));
+      if (m_new == -INFINITY) continue;  // only -inf logits so far (warp-uniform): nothing to add
+      const float p = ok ? expf(sr - m_new) : 0.0f;
+      const float alpha = expf(m[r] - m_new);  // 0 while m[r] == -inf
+      l[r] = l[r] * alpha + warp_sum(p);
+      m[r] = m_new;
+#pragma unroll
+      for (int c = 0; c < kColsPerLane; ++c) acc[r][c] *= alpha;
+      for (int jj = 0; jj < keys; ++jj) {
+        const float pj = __shfl_sync(kFullMask, p, jj);
+        const float* vrow = sV + jj * D;
+#pragma unroll
+        for (int c = 0; c < kColsPerLane; ++c) {
+          const int d = lane + 32 * c;
+          if (d < D) acc[r][c] += pj * vrow[d];
+        }
+      }
+    }
+  }
+
+  float warp_max_logit = -INFINITY;
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int t = q0 + row0 + r;
+    if (t >= T) continue;
+    warp_max_logit = fmaxf(warp_max_logit, m[r]);
+    const bool any = l[r] > 0.0f;  // false only for a query that sees no key
+    const float inv = any ? 1.0f / l[r] : 0.0f;
+    bf16* o = out + head + static_cast<size_t>(t) * pos_stride;
+#pragma unroll
+    for (int c = 0; c < kColsPerLane; ++c) {
+      const int d = lane + 32 * c;
+      if (d < D) o[d] = f2bf(acc[r][c] * inv);
+    }
+    if (lane == 0) lse[static_cast<size_t>(bh) * T + t] = any ? m[r] + logf(l[r]) : -INFINITY;
+  }
+  if (max_key && lane == 0 && warp_max_logit > -INFINITY) atomicMax(max_key + h, ordered_key(warp_max_logit));
+}
+
+// Decodes the ordered keys of max_logit in place (key 0: no logit, -inf).
+__global__ void max_logit_finish_kernel(float* max_logit, int H) {
+  const int h = blockIdx.x * blockDim.x + threadIdx.x;
+  if (h >= H) return;
+  const unsigned key = reinterpret_cast<const unsigned*>(max_logit)[h];
+  max_logit[h] = from_ordered_key(key);
+}
+
+// delta[b, h, t] = dout . out over the head dim (the forward's bf16 out, as in
+// FlashAttention). One warp per (b, t, h) row.
+__global__ void attention_delta_kernel(float* delta, const bf16* dout, const bf16* out, int B, int T, int H, int D) {
+  const size_t row = static_cast<size_t>(blockIdx.x) * (kDeltaThreads / 32) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (row >= static_cast<size_t>(B) * T * H) return;  // the whole warp leaves together
+  const bf16* g = dout + row * D;
+  const bf16* o = out + row * D;
+  float sum = 0.0f;
+  for (int d = lane; d < D; d += 32) sum += bf2f(g[d]) * bf2f(o[d]);
+  sum = warp_sum(sum);
+  if (lane == 0) {
+    const int h = static_cast<int>(row % H);
+    const size_t bt = row / H;
+    const int t = static_cast<int>(bt % T);
+    const size_t b = bt / T;
+    delta[(b * H + h) * T + t] = sum;
+  }
+}
+
+// dk, dv. Grid: one block per (key tile, b*h), tiles with the most queries
+// first. The warps own key rows; lane i stands for query q0 + i. Shared: K and
+// V tiles [kTile][D] (broadcasts), Q and dout tiles [kTile][D|1], lse and
+// delta of the query tile.
+__global__ void __launch_bounds__(kThreads)
+    attention_backward_dkdv_kernel(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* delta,
+                                   const bf16* q, const bf16* k, const bf16* v, int B, int T, int H, int D,
+                                   float scale, int window, const int32_t* doc_ids) {
+  extern __shared__ float smem[];
+  const int bh_count = B * H;
+  const int tile = static_cast<int>(blockIdx.x / bh_count);
+  const int bh = static_cast<int>(blockIdx.x % bh_count);
+  const int b = bh / H, h = bh % H;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int qstride = lane_row_stride(D);
+  float* sK = smem;                      // [kTile][D]
+  float* sV = sK + kTile * D;            // [kTile][D]
+  float* sQ = sV + kTile * D;            // [kTile][D|1]
+  float* sdO = sQ + kTile * qstride;     // [kTile][D|1]
+  float* sLse = sdO + kTile * qstride;   // [kTile]
+  float* sDelta = sLse + kTile;          // [kTile]
+  const size_t pos_stride = static_cast<size_t>(H) * D;
+  const size_t head = static_cast<size_t>(b) * T * pos_stride + static_cast<size_t>(h) * D;
+  const float* lse_bh = lse + static_cast<size_t>(bh) * T;
+  const float* delta_bh = delta + static_cast<size_t>(bh) * T;
+  const Mask mask{window, doc_ids ? doc_ids + static_cast<size_t>(b) * T : nullptr};
+
+  const int k0 = tile * kTile;
+  const int k_last = min(T, k0 + kTile) - 1;
+  const int row0 = warp * kRowsPerWarp;  // this warp's rows are keys k0 + row0 + r
+  load_tile(sK, D, k + head, pos_stride, k0, T, D);
+  load_tile(sV, D, v + head, pos_stride, k0, T, D);
+
+  float dk_acc[kRowsPerWarp][kColsPerLane], dv_acc[kRowsPerWarp][kColsPerLane];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r)
+#pragma unroll
+    for (int c = 0; c < kColsPerLane; ++c) dk_acc[r][c] = dv_acc[r][c] = 0.0f;
+
+  // Causal: queries before k0 see none of these keys. k0 is a multiple of kTile.
+  const int q_last = last_query_seeing(k_last, T, window);
+  for (int q0 = k0; q0 <= q_last; q0 += kTile) {
+    const int t = q0 + lane;
+    unsigned visible = 0;  // bit r: query t may see key k0 + row0 + r
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r)
+      if (t < T && mask.allowed(t, k0 + row0 + r)) visible |= 1u << r;
+    if (doc_ids) {
+      if (!__syncthreads_or(visible != 0)) continue;
+    } else {
+      __syncthreads();
+    }
+    load_tile(sQ, qstride, q + head, pos_stride, q0, T, D);
+    load_tile(sdO, qstride, dout + head, pos_stride, q0, T, D);
+    for (int i = threadIdx.x; i < kTile; i += blockDim.x) {
+      const int ti = q0 + i;
+      sLse[i] = ti < T ? lse_bh[ti] : -INFINITY;
+      sDelta[i] = ti < T ? delta_bh[ti] : 0.0f;
+    }
+    __syncthreads();
+
+    float s[kRowsPerWarp], dp[kRowsPerWarp];  // k_{row0+r} . q_t and v_{row0+r} . dout_t
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) s[r] = dp[r] = 0.0f;
+    const float* qt = sQ + lane * qstride;
+    const float* gt = sdO + lane * qstride;
+    for (int d = 0; d < D; ++d) {
+      const float qd = qt[d], gd = gt[d];
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) {
+        s[r] += sK[(row0 + r) * D + d] * qd;
+        dp[r] += sV[(row0 + r) * D + d] * gd;
+      }
+    }
+
+    const float lse_t = sLse[lane], delta_t = sDelta[lane];
+    const int queries = min(kTile, T - q0);
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const bool ok = ((visible >> r) & 1u) && lse_t > -INFINITY;
+      if (!__any_sync(kFullMask, ok)) continue;  // warp-uniform
+      const float p = ok ? expf(s[r] * scale - lse_t) : 0.0f;
+      const float ds = p * (dp[r] - delta_t);
+      for (int ii = 0; ii < queries; ++ii) {
+        const float pi = __shfl_sync(kFullMask, p, ii);
+        const float dsi = __shfl_sync(kFullMask, ds, ii);
+        const float* qrow = sQ + ii * qstride;
+        const float* grow = sdO + ii * qstride;
+#pragma unroll
+        for (int c = 0; c < kColsPerLane; ++c) {
+          const int d = lane + 32 * c;
+          if (d < D) {
+            dv_acc[r][c] += pi * grow[d];
+            dk_acc[r][c] += dsi * qrow[d];
+          }
+        }
+      }
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int j = k0 + row0 + r;
+    if (j >= T) continue;
+    const size_t o = head + static_cast<size_t>(j) * pos_stride;
+#pragma unroll
+    for (int c = 0; c < kColsPerLane; ++c) {
+      const int d = lane + 32 * c;
+      if (d < D) {
+        dk[o + d] = f2bf(scale * dk_acc[r][c]);
+        dv[o + d] = f2bf(dv_acc[r][c]);
+      }
+    }
+  }
+}
+
+// dq. Grid: one block per (query tile, b*h), tiles with the most keys first.
+// The warps own query rows; lane j stands for key k0 + j. Shared: Q and dout
+// tiles [kTile][D] (broadcasts), K and V tiles [kTile][D|1].
+__global__ void __launch_bounds__(kThreads)
+    attention_backward_dq_kernel(bf16* dq, const bf16* dout, const float* lse, const float* delta, const bf16* q,
+                                 const bf16* k, const bf16* v, int B, int T, int H, int D, float scale, int window,
+                                 const int32_t* doc_ids, int tiles) {
+  extern __shared__ float smem[];
+  const int bh_count = B * H;
+  const int tile = tiles - 1 - static_cast<int>(blockIdx.x / bh_count);
+  const int bh = static_cast<int>(blockIdx.x % bh_count);
+  const int b = bh / H, h = bh % H;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int kstride = lane_row_stride(D);
+  float* sQ = smem;                  // [kTile][D]
+  float* sdO = sQ + kTile * D;       // [kTile][D]
+  float* sK = sdO + kTile * D;       // [kTile][D|1]
+  float* sV = sK + kTile * kstride;  // [kTile][D|1]
+  const size_t pos_stride = static_cast<size_t>(H) * D;
+  const size_t head = static_cast<size_t>(b) * T * pos_stride + static_cast<size_t>(h) * D;
+  const Mask mask{window, doc_ids ? doc_ids + static_cast<size_t>(b) * T : nullptr};
+
+  const int q0 = tile * kTile;
+  const int q_last = min(T, q0 + kTile) - 1;
+  const int row0 = warp * kRowsPerWarp;  // this warp's rows are queries q0 + row0 + r
+  load_tile(sQ, D, q + head, pos_stride, q0, T, D);
+  load_tile(sdO, D, dout + head, pos_stride, q0, T, D);
+
+  float lse_r[kRowsPerWarp], delta_r[kRowsPerWarp], acc[kRowsPerWarp][kColsPerLane];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int t = q0 + row0 + r;
+    lse_r[r] = t < T ? lse[static_cast<size_t>(bh) * T + t] : -INFINITY;
+    delta_r[r] = t < T ? delta[static_cast<size_t>(bh) * T + t] : 0.0f;
+#pragma unroll
+    for (int c = 0; c < kColsPerLane; ++c) acc[r][c] = 0.0f;
+  }
+
+  for (int k0 = first_visible_key(q0, window) / kTile * kTile; k0 <= q_last; k0 += kTile) {
+    const int j = k0 + lane;
+    unsigned visible = 0;  // bit r: query q0 + row0 + r may see key j
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const int t = q0 + row0 + r;
+      if (t < T && mask.allowed(t, j)) visible |= 1u << r;
+    }
+    if (doc_ids) {
+      if (!__syncthreads_or(visible != 0)) continue;
+    } else {
+      __syncthreads();
+    }
+    load_tile(sK, kstride, k + head, pos_stride, k0, T, D);
+    load_tile(sV, kstride, v + head, pos_stride, k0, T, D);
+    __syncthreads();
+
+    float s[kRowsPerWarp], dp[kRowsPerWarp];  // q_{row0+r} . k_j and dout_{row0+r} . v_j
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) s[r] = dp[r] = 0.0f;
+    const float* kj = sK + lane * kstride;
+    const float* vj = sV + lane * kstride;
+    for (int d = 0; d < D; ++d) {
+      const float kd = kj[d], vd = vj[d];
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) {
+        s[r] += sQ[(row0 + r) * D + d] * kd;
+        dp[r] += sdO[(row0 + r) * D + d] * vd;
+      }
+    }
+
+    const int keys = min(kTile, T - k0);
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const bool ok = ((visible >> r) & 1u) && lse_r[r] > -INFINITY;
+      if (!__any_sync(kFullMask, ok)) continue;  // warp-uniform
+      const float p = ok ? expf(s[r] * scale - lse_r[r]) : 0.0f;
+      const float ds = p * (dp[r] - delta_r[r]);
+      for (int jj = 0; jj < keys; ++jj) {
+        const float dsj = __shfl_sync(kFullMask, ds, jj);
+        const float* krow = sK + jj * kstride;
+#pragma unroll
+        for (int c = 0; c < kColsPerLane; ++c) {
+          const int d = lane + 32 * c;
+          if (d < D) acc[r][c] += dsj * krow[d];
+        }
+      }
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int t = q0 + row0 + r;
+    if (t >= T) continue;
+    bf16* o = dq + head + static_cast<size_t>(t) * pos_stride;
+#pragma unroll
+    for (int c = 0; c < kColsPerLane; ++c) {
+      const int d = lane + 32 * c;
+      if (d < D) o[d] = f2bf(scale * acc[r][c]);
+    }
+  }
+}
+
+size_t forward_smem_bytes(int D) { return sizeof(float) * kTile * (2 * D + lane_row_stride(D)); }
+size_t dq_smem_bytes(int D) { return sizeof(float) * kTile * (2 * D + 2 * lane_row_stride(D)); }
+size_t dkdv_smem_bytes(int D) { return sizeof(float) * kTile * (2 * D + 2 * lane_row_stride(D) + 2); }
+
+// Checks the sizes; returns the number of blocks of the tile kernels (0 when
+// there is nothing to compute).
+unsigned check_and_count_blocks(const char* op, int B, int T, int H, int D, int window) {
+  require_arg(B >= 0 && T >= 0 && H >= 0, op, "negative size");
+  require_arg(D >= 2 && D <= kAttentionMaxHeadDim && D % 2 == 0, op,
+              "head dim D must be even and in [2, " + std::to_string(kAttentionMaxHeadDim) + "], got " +
+                  std::to_string(D));
+  require_arg(window >= 0, op, "window must be >= 0 (0 = full causal), got " + std::to_string(window));
+  const size_t rows = static_cast<size_t>(B) * T * H;
+  require_arg(rows * D < (size_t(1) << 40), op, "tensor too large");
+  const size_t blocks = static_cast<size_t>(ceil_div(T, kTile)) * B * H;
+  require_arg(blocks < (size_t(1) << 31), op, "too many (b, h, tile) blocks");
+  return static_cast<unsigned>(blocks);
+}
+
+template <class Kernel>
+void allow_smem(Kernel* kernel, size_t bytes) {
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
+
+}  // namespace
+
+void attention_forward(bf16* out, float* lse, float* max_logit, const bf16* q, const bf16* k, const bf16* v,
+                       int B, int T, int H, int D, float scale, int window, const int32_t* doc_ids,
+                       cudaStream_t stream) {
+  const char* op = "attention_forward";
+  const unsigned blocks = check_and_count_blocks(op, B, T, H, D, window);
+  if (H == 0) return;
+  if (max_logit) CUDA_CHECK(cudaMemsetAsync(max_logit, 0, sizeof(float) * H, stream));  // all keys 0: -inf
+  if (blocks > 0) {
+    require_arg(out && lse && q && k && v, op, "out, lse, q, k and v are required");
+    const size_t smem = forward_smem_bytes(D);
+    allow_smem(attention_forward_kernel, smem);
+    attention_forward_kernel<<<blocks, kThreads, smem, stream>>>(out, lse, reinterpret_cast<unsigned*>(max_logit),
+                                                                 q, k, v, B, T, H, D, scale, window, doc_ids,
+                                                                 ceil_div(T, kTile));
+    CUDA_CHECK_LAUNCH("attention_forward_kernel");
+  }
+  if (max_logit) {
+    max_logit_finish_kernel<<<ceil_div(H, kFinishThreads), kFinishThreads, 0, stream>>>(max_logit, H);
+    CUDA_CHECK_LAUNCH("max_logit_finish_kernel");
+  }
+}
+
+size_t attention_backward_scratch_floats(int B, int T, int H) {
+  if (B <= 0 || T <= 0 || H <= 0) return 0;
+  return static_cast<size_t>(B) * H * T;
+}
+
+void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out, const float* lse,
+                        const bf16* q, const bf16* k, const bf16* v, int B, int T, int H, int D, float scale,
+                        int window, const int32_t* doc_ids, float* scratch, cudaStream_t stream) {
+  const char* op = "attention_backward";
+  const unsigned blocks = check_and_count_blocks(op, B, T, H, D, window);
+  if (blocks == 0) return;
+  require_arg(dq && dk && dv && dout && out && lse && q && k && v, op,
+              "dq, dk, dv, dout, out, lse, q, k and v are required");
+  require_arg(scratch != nullptr, op, "scratch is required (attention_backward_scratch_floats)");
+  float* delta = scratch;  // (B, H, T)
+
+  const size_t rows = static_cast<size_t>(B) * T * H;
+  const size_t delta_blocks = ceil_div(rows, static_cast<size_t>(kDeltaThreads / 32));
+  require_arg(delta_blocks < (size_t(1) << 31), op, "too many rows");
+  attention_delta_kernel<<<static_cast<unsigned>(delta_blocks), kDeltaThreads, 0, stream>>>(delta, dout, out, B, T,
+                                                                                            H, D);
+  CUDA_CHECK_LAUNCH("attention_delta_kernel");
+
+  const size_t dkdv_smem = dkdv_smem_bytes(D);
+  allow_smem(attention_backward_dkdv_kernel, dkdv_smem);
+  attention_backward_dkdv_kernel<<<blocks, kThreads, dkdv_smem, stream>>>(dk, dv, dout, lse, delta, q, k, v, B, T, H,
+                                                                          D, scale, window, doc_ids);
+  CUDA_CHECK_LAUNCH("attention_backward_dkdv_kernel");
+
+  const size_t dq_smem = dq_smem_bytes(D);
+  allow_smem(attention_backward_dq_kernel, dq_smem);
+  attention_backward_dq_kernel<<<blocks, kThreads, dq_smem, stream>>>(dq, dout, lse, delta, q, k, v, B, T, H, D,
+                                                                      scale, window, doc_ids, ceil_div(T, kTile));
+  CUDA_CHECK_LAUNCH("attention_backward_dq_kernel");
+}
+
+}  // namespace muongpt::gpu

@@ -1,0 +1,616 @@
+#include "backend/cuda/gpt_cuda.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cpu/rope.h"
+#include "kernels/cuda/activation.cuh"
+#include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/embedding.cuh"
+#include "kernels/cuda/matmul.cuh"
+#include "kernels/cuda/mix.cuh"
+#include "kernels/cuda/norm.cuh"
+#include "kernels/cuda/rope.cuh"
+#include "kernels/cuda/softcap_ce.cuh"
+#include "util/error.h"
+
+namespace muongpt {
+
+using gpu::bf16;
+using gpu::MixCoef;
+
+namespace {
+
+constexpr size_t npos = static_cast<size_t>(-1);
+
+// One device allocation carved into buffers. layout() runs twice: first to
+// measure (base == null), then to hand out pointers into the allocation.
+class Arena {
+ public:
+  template <class T>
+  T* take(size_t n) {
+    offset_ = (offset_ + 255) / 256 * 256;
+    T* p = base_ ? reinterpret_cast<T*>(base_ + offset_) : nullptr;
+    offset_ += std::max<size_t>(n, 1) * sizeof(T);
+    return p;
+  }
+  void allocate() {
+    CUDA_CHECK(cudaMalloc(&base_, offset_ + 256));
+    offset_ = 0;
+  }
+  void release() {
+    if (base_) cudaFree(base_);
+    base_ = nullptr;
+  }
+
+ private:
+  char* base_ = nullptr;
+  size_t offset_ = 0;
+};
+
+// (N, 3C) -> three (N, C) buffers, and back.
+__global__ void split_qkv_kernel(bf16* q, bf16* k, bf16* v, const bf16* qkv, int N, int C) {
+  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= static_cast<size_t>(N) * C) return;
+  const size_t n = i / C, c = i % C;
+  const bf16* row = qkv + n * 3 * C;
+  q[i] = row[c];
+  k[i] = row[C + c];
+  v[i] = row[2 * C + c];
+}
+
+__global__ void merge_qkv_kernel(bf16* qkv, const bf16* q, const bf16* k, const bf16* v, int N, int C) {
+  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= static_cast<size_t>(N) * C) return;
+  const size_t n = i / C, c = i % C;
+  bf16* row = qkv + n * 3 * C;
+  row[c] = q[i];
+  row[C + c] = k[i];
+  row[2 * C + c] = v[i];
+}
+
+__global__ void f32_to_bf16_kernel(bf16* out, const float* in, size_t n) {
+  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = __float2bfloat16_rn(in[i]);
+}
+
+__global__ void bf16_to_f32_kernel(float* out, const bf16* in, size_t n) {
+  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = __bfloat162float(in[i]);
+}
+
+unsigned blocks_for(size_t n, int threads = 256) { return static_cast<unsigned>((n + threads - 1) / threads); }
+
+}  // namespace
+
+struct GptCuda::Impl {
+  ModelConfig cfg;
+  ParamTable table;
+  int max_batch, max_seq;
+  int C, H, D, F, L, Vp, V_softmax;
+  bool layernorm, rope, fused_qkv;
+  float eps;
+  cudaStream_t stream = nullptr;
+  gpu::Matmul matmul;
+
+  struct Layer {
+    size_t norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, value_lambda, x0_lambdas;
+    size_t norm2_w, norm2_b, fc_w, fc_b, mlp_w, mlp_b;
+  };
+  std::vector<Layer> layers;
+  size_t tok_embed, pos_embed, embn_w, embn_b, skip_w, normf_w, normf_b, head;
+
+  struct LayerActs {
+    bf16 *x_in, *x_skip, *x_mix, *h1, *qkv, *q_raw, *k_raw, *v_raw, *q_mid, *k_mid, *q, *k, *v;
+    bf16 *att, *attn_out, *x_attn, *h2, *fc, *act;
+    float *n1_mean, *n1_rstd, *n2_mean, *n2_rstd, *q_rstd, *k_rstd, *lse;
+  };
+  // device buffers
+  Arena arena;
+  float *params = nullptr, *grads = nullptr;
+  bf16* params_bf16 = nullptr;
+  float *rope_cos = nullptr, *rope_sin = nullptr;
+  int32_t *tokens = nullptr, *targets = nullptr, *doc_ids = nullptr;
+  int32_t *emb_ids = nullptr, *emb_offsets = nullptr, *emb_positions = nullptr;
+  bf16 *emb = nullptr, *x0 = nullptr, *x_final = nullptr, *hf = nullptr, *logits = nullptr;
+  float *embn_mean = nullptr, *embn_rstd = nullptr, *nf_mean = nullptr, *nf_rstd = nullptr;
+  float *losses = nullptr, *lse = nullptr, *max_logits = nullptr;
+  std::vector<LayerActs> acts;
+  // backward work buffers
+  bf16 *dres = nullptr, *dhf = nullptr, *dx0 = nullptr, *dv_first = nullptr, *dh = nullptr, *dfc = nullptr,
+       *dact = nullptr, *dqkv = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr, *datt = nullptr,
+       *dattn_out = nullptr, *dtmp = nullptr;
+  std::vector<bf16*> dskip;  // per boundary, for U-net skips (null when unused)
+  float *norm_scratch = nullptr, *mix_scratch = nullptr, *attn_scratch = nullptr;
+
+  // last forward
+  int B = 0, Tn = 0, num_unique = 0;
+  bool have_targets = false;
+  std::vector<int32_t> host_tokens;
+
+  Impl(const ModelConfig& c, int mb, int ms) : cfg(c), table(c), max_batch(mb), max_seq(ms) {}
+
+  size_t off(const std::string& name) const {
+    const ParamSpec* s = table.find(name);
+    return s ? s->offset : npos;
+  }
+  const float* p32(size_t o) const { return o == npos ? nullptr : params + o; }
+  const bf16* pb(size_t o) const { return o == npos ? nullptr : params_bf16 + o; }
+  float* g(size_t o) const { return o == npos ? nullptr : grads + o; }
+
+  int skip_source(int layer) const {
+    if (!cfg.unet_skips) return -1;
+    const int enc = L / 2, i = layer - enc;
+    if (i < 0 || i >= enc) return -1;
+    return enc - i;
+  }
+
+  void layout(Arena& a) {
+    const size_t N = static_cast<size_t>(max_batch) * max_seq, NC = N * C, P = table.total();
+    params = a.take<float>(P);
+    grads = a.take<float>(P);
+    params_bf16 = a.take<bf16>(P);
+    if (rope) {
+      rope_cos = a.take<float>(static_cast<size_t>(max_seq) * D / 2);
+      rope_sin = a.take<float>(static_cast<size_t>(max_seq) * D / 2);
+    }
+    tokens = a.take<int32_t>(N);
+    targets = a.take<int32_t>(N);
+    doc_ids = a.take<int32_t>(N);
+    emb_ids = a.take<int32_t>(N);
+    emb_offsets = a.take<int32_t>(N + 1);
+    emb_positions = a.take<int32_t>(N);
+    emb = a.take<bf16>(NC);
+    if (cfg.embed_norm) {
+      x0 = a.take<bf16>(NC);
+      embn_rstd = a.take<float>(N);
+      if (layernorm) embn_mean = a.take<float>(N);
+    }
+    acts.assign(L, LayerActs{});
+    for (int l = 0; l < L; ++l) {
+      LayerActs& s = acts[l];
+      s.x_in = a.take<bf16>(NC);
+      s.x_skip = skip_source(l) >= 0 ? a.take<bf16>(NC) : nullptr;
+      s.x_mix = cfg.x0_shortcut ? a.take<bf16>(NC) : nullptr;
+      s.h1 = a.take<bf16>(NC);
+      s.n1_rstd = a.take<float>(N);
+      s.n1_mean = layernorm ? a.take<float>(N) : nullptr;
+      s.qkv = a.take<bf16>(3 * NC);
+      s.q_raw = a.take<bf16>(NC);
+      s.k_raw = a.take<bf16>(NC);
+      s.v_raw = a.take<bf16>(NC);
+      const bool mid = cfg.qk_norm && cfg.qk_norm_position == "after_rope" && rope;
+      s.q_mid = mid ? a.take<bf16>(NC) : nullptr;
+      s.k_mid = mid ? a.take<bf16>(NC) : nullptr;
+      s.q_rstd = cfg.qk_norm ? a.take<float>(N * H) : nullptr;
+      s.k_rstd = cfg.qk_norm ? a.take<float>(N * H) : nullptr;
+      s.q = a.take<bf16>(NC);
+      s.k = a.take<bf16>(NC);
+      s.v = a.take<bf16>(NC);
+      s.att = a.take<bf16>(NC);
+      s.lse = a.take<float>(N * H);
+      s.attn_out = a.take<bf16>(NC);
+      s.x_attn = a.take<bf16>(NC);
+      s.h2 = a.take<bf16>(NC);
+      s.n2_rstd = a.take<float>(N);
+      s.n2_mean = layernorm ? a.take<float>(N) : nullptr;
+      s.fc = a.take<bf16>(N * F);
+      s.act = a.take<bf16>(N * F);
+    }
+    x_final = a.take<bf16>(NC);
+    hf = a.take<bf16>(NC);
+    nf_rstd = a.take<float>(N);
+    nf_mean = layernorm ? a.take<float>(N) : nullptr;
+    logits = a.take<bf16>(N * Vp);
+    losses = a.take<float>(N);
+    lse = a.take<float>(N);
+    max_logits = a.take<float>(static_cast<size_t>(L) * H);
+
+    dres = a.take<bf16>(NC);
+    dhf = a.take<bf16>(NC);
+    dx0 = a.take<bf16>(NC);
+    dv_first = cfg.value_residual ? a.take<bf16>(NC) : nullptr;
+    dh = a.take<bf16>(NC);
+    dfc = a.take<bf16>(N * F);
+    dact = a.take<bf16>(N * F);
+    dqkv = a.take<bf16>(3 * NC);
+    dq = a.take<bf16>(NC);
+    dk = a.take<bf16>(NC);
+    dv = a.take<bf16>(NC);
+    datt = a.take<bf16>(NC);
+    dattn_out = a.take<bf16>(NC);
+    dtmp = a.take<bf16>(NC);
+    dskip.assign(L + 1, nullptr);
+    for (int l = 0; l < L; ++l)
+      if (int src = skip_source(l); src >= 0) dskip[src] = a.take<bf16>(NC);
+    const size_t rows = std::max<size_t>(N, N * H);
+    norm_scratch = a.take<float>(std::max(gpu::norm_backward_scratch_floats(static_cast<int>(rows), std::max(C, D)),
+                                          gpu::norm_backward_scratch_floats(static_cast<int>(N), C)));
+    mix_scratch = a.take<float>(gpu::mix_backward_scratch_floats());
+    attn_scratch = a.take<float>(gpu::attention_backward_scratch_floats(max_batch, max_seq, H));
+  }
+
+  // ---- helpers mirroring the CPU model ---------------------------------------------------------
+  void norm_forward(bf16* out, float* mean, float* rstd, const bf16* x, size_t w, size_t b, int rows) {
+    if (layernorm)
+      gpu::layernorm_forward(out, mean, rstd, x, pb(w), pb(b), rows, C, eps, stream);
+    else
+      gpu::rmsnorm_forward(out, rstd, x, pb(w), rows, C, eps, stream);
+  }
+  void norm_backward(bf16* dx, const bf16* dout, const bf16* x, size_t w, size_t b, const float* mean,
+                     const float* rstd, int rows, bool accumulate) {
+    if (layernorm)
+      gpu::layernorm_backward(dx, g(w), g(b), dout, x, pb(w), mean, rstd, rows, C, accumulate, norm_scratch, stream);
+    else
+      gpu::rmsnorm_backward(dx, g(w), dout, x, pb(w), rstd, rows, C, accumulate, norm_scratch, stream);
+  }
+  void copy(bf16* dst, const bf16* src, size_t n) {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(bf16), cudaMemcpyDeviceToDevice, stream));
+  }
+  // out = x + y  (in place allowed)
+  void add(bf16* out, const bf16* x, const bf16* y, size_t n) {
+    gpu::mix_forward(out, x, y, MixCoef::constant(1.0f), MixCoef::constant(1.0f), n, stream);
+  }
+
+  // q or k: raw (N, C) -> attention input, and back (see Gpt<T>::qk_forward).
+  void qk_forward(bf16* out, bf16* mid, float* rstd, const bf16* raw) {
+    const int N = B * Tn;
+    if (!cfg.qk_norm) {
+      if (rope)
+        gpu::rope_forward(out, raw, rope_cos, rope_sin, B, Tn, H, D, stream);
+      else
+        copy(out, raw, static_cast<size_t>(N) * C);
+    } else if (cfg.qk_norm_position == "before_rope" || !rope) {
+      gpu::rmsnorm_forward(out, rstd, raw, nullptr, N * H, D, eps, stream);
+      if (rope) gpu::rope_forward(out, out, rope_cos, rope_sin, B, Tn, H, D, stream);
+    } else {
+      gpu::rope_forward(mid, raw, rope_cos, rope_sin, B, Tn, H, D, stream);
+      gpu::rmsnorm_forward(out, rstd, mid, nullptr, N * H, D, eps, stream);
+    }
+  }
+  // draw = d(raw) from dout = d(attention input); scratch: an (N, C) buffer.
+  void qk_backward(bf16* draw, const bf16* dout, bf16* scratch, const bf16* mid, const float* rstd,
+                   const bf16* raw) {
+    const int N = B * Tn;
+    if (!cfg.qk_norm) {
+      if (rope)
+        gpu::rope_backward(draw, dout, rope_cos, rope_sin, B, Tn, H, D, stream);
+      else
+        copy(draw, dout, static_cast<size_t>(N) * C);
+    } else if (cfg.qk_norm_position == "before_rope" || !rope) {
+      const bf16* dnormed = dout;
+      if (rope) {
+        gpu::rope_backward(scratch, dout, rope_cos, rope_sin, B, Tn, H, D, stream);
+        dnormed = scratch;
+      }
+      gpu::rmsnorm_backward(draw, nullptr, dnormed, raw, nullptr, rstd, N * H, D, false, norm_scratch, stream);
+    } else {
+      gpu::rmsnorm_backward(scratch, nullptr, dout, mid, nullptr, rstd, N * H, D, false, norm_scratch, stream);
+      gpu::rope_backward(draw, scratch, rope_cos, rope_sin, B, Tn, H, D, stream);
+    }
+  }
+  const int32_t* docs() const { return cfg.document_mask ? doc_ids : nullptr; }
+};
+
+GptCuda::GptCuda(const ModelConfig& cfg, int max_batch, int max_seq_len)
+    : impl_(std::make_unique<Impl>(cfg, max_batch, max_seq_len)) {
+  Impl& m = *impl_;
+  m.C = cfg.d_model;
+  m.H = cfg.n_head;
+  m.D = cfg.head_dim();
+  m.F = cfg.hidden();
+  m.L = cfg.n_layer;
+  m.Vp = cfg.padded_vocab_size;
+  m.V_softmax = cfg.mask_padded_logits ? cfg.vocab_size : m.Vp;
+  m.layernorm = cfg.norm == "layernorm";
+  m.rope = cfg.pos_embedding == "rope";
+  m.fused_qkv = cfg.qkv == "fused";
+  m.eps = static_cast<float>(cfg.norm_eps);
+  if (max_batch < 1 || max_seq_len < 1) fail("GptCuda: batch ", max_batch, "x", max_seq_len, " is empty");
+  if (cfg.pos_embedding == "learned" && max_seq_len > cfg.max_seq_len)
+    fail("GptCuda: sequence length ", max_seq_len, " exceeds model.max_seq_len = ", cfg.max_seq_len);
+
+  m.tok_embed = m.off("tok_embed");
+  m.pos_embed = m.off("pos_embed");
+  m.embn_w = m.off("embed_norm.weight");
+  m.embn_b = m.off("embed_norm.bias");
+  m.skip_w = m.off("skip_weights");
+  m.normf_w = m.off("final_norm.weight");
+  m.normf_b = m.off("final_norm.bias");
+  m.head = cfg.tie_embeddings ? m.tok_embed : m.off("lm_head");
+  for (int l = 0; l < m.L; ++l) {
+    const std::string b = str("blocks.", l, ".");
+    Impl::Layer ly;
+    ly.norm1_w = m.off(b + "norm1.weight");
+    ly.norm1_b = m.off(b + "norm1.bias");
+    ly.qkv_w = m.off(b + (m.fused_qkv ? "attn.qkv.weight" : "attn.q.weight"));
+    ly.qkv_b = m.off(b + (m.fused_qkv ? "attn.qkv.bias" : "attn.q.bias"));
+    ly.proj_w = m.off(b + "attn.proj.weight");
+    ly.proj_b = m.off(b + "attn.proj.bias");
+    ly.value_lambda = m.off(b + "attn.value_lambda");
+    ly.x0_lambdas = m.off(b + "x0_lambdas");
+    ly.norm2_w = m.off(b + "norm2.weight");
+    ly.norm2_b = m.off(b + "norm2.bias");
+    ly.fc_w = m.off(b + "mlp.fc.weight");
+    ly.fc_b = m.off(b + "mlp.fc.bias");
+    ly.mlp_w = m.off(b + "mlp.proj.weight");
+    ly.mlp_b = m.off(b + "mlp.proj.bias");
+    m.layers.push_back(ly);
+  }
+
+  CUDA_CHECK(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking));
+  m.layout(m.arena);  // measure
+  m.arena.allocate();
+  m.layout(m.arena);  // hand out
+  if (m.rope) {
+    std::vector<float> cos_table, sin_table;
+    cpu::rope_tables(cos_table, sin_table, max_seq_len, m.D, cfg.rope_base);
+    CUDA_CHECK(cudaMemcpy(m.rope_cos, cos_table.data(), cos_table.size() * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(m.rope_sin, sin_table.data(), sin_table.size() * sizeof(float), cudaMemcpyHostToDevice));
+  }
+  CUDA_CHECK(cudaMemset(m.params, 0, m.table.total() * sizeof(float)));
+  CUDA_CHECK(cudaMemset(m.params_bf16, 0, m.table.total() * sizeof(bf16)));
+  zero_grad();
+}
+
+GptCuda::~GptCuda() {
+  if (impl_->stream) cudaStreamSynchronize(impl_->stream);
+  impl_->arena.release();
+  if (impl_->stream) cudaStreamDestroy(impl_->stream);
+}
+
+const ModelConfig& GptCuda::config() const { return impl_->cfg; }
+const ParamTable& GptCuda::table() const { return impl_->table; }
+cudaStream_t GptCuda::stream() const { return impl_->stream; }
+float* GptCuda::device_params() { return impl_->params; }
+void* GptCuda::device_params_bf16() { return impl_->params_bf16; }
+float* GptCuda::device_grads() { return impl_->grads; }
+
+void GptCuda::set_params(const std::vector<float>& host) {
+  Impl& m = *impl_;
+  if (host.size() != m.table.total())
+    fail("GptCuda::set_params: ", host.size(), " values for ", m.table.total(), " parameters");
+  CUDA_CHECK(cudaMemcpyAsync(m.params, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice, m.stream));
+  f32_to_bf16_kernel<<<blocks_for(host.size()), 256, 0, m.stream>>>(m.params_bf16, m.params, host.size());
+  CUDA_CHECK_LAUNCH("f32_to_bf16_kernel");
+  CUDA_CHECK(cudaStreamSynchronize(m.stream));
+}
+
+std::vector<float> GptCuda::params() const {
+  std::vector<float> host(impl_->table.total());
+  CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+  CUDA_CHECK(cudaMemcpy(host.data(), impl_->params, host.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  return host;
+}
+
+std::vector<float> GptCuda::grads() const {
+  std::vector<float> host(impl_->table.total());
+  CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+  CUDA_CHECK(cudaMemcpy(host.data(), impl_->grads, host.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  return host;
+}
+
+void GptCuda::zero_grad() {
+  CUDA_CHECK(cudaMemsetAsync(impl_->grads, 0, impl_->table.total() * sizeof(float), impl_->stream));
+}
+
+std::vector<float> GptCuda::logits() const {
+  const Impl& m = *impl_;
+  const size_t n = static_cast<size_t>(m.B) * m.Tn * m.Vp;
+  std::vector<float> host(n);
+  float* tmp = nullptr;
+  CUDA_CHECK(cudaMalloc(&tmp, std::max<size_t>(n, 1) * sizeof(float)));  // diagnostics only, not in the step
+  bf16_to_f32_kernel<<<blocks_for(n), 256, 0, m.stream>>>(tmp, m.logits, n);
+  CUDA_CHECK_LAUNCH("bf16_to_f32_kernel");
+  CUDA_CHECK(cudaStreamSynchronize(m.stream));
+  CUDA_CHECK(cudaMemcpy(host.data(), tmp, n * sizeof(float), cudaMemcpyDeviceToHost));
+  cudaFree(tmp);
+  return host;
+}
+
+std::vector<float> GptCuda::max_attention_logits() const {
+  const Impl& m = *impl_;
+  std::vector<float> host(static_cast<size_t>(m.L) * m.H);
+  CUDA_CHECK(cudaStreamSynchronize(m.stream));
+  CUDA_CHECK(cudaMemcpy(host.data(), m.max_logits, host.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  return host;
+}
+
+double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, int Tn, const int32_t* doc_ids) {
+  Impl& m = *impl_;
+  if (B < 1 || B > m.max_batch || Tn < 1 || Tn > m.max_seq)
+    fail("forward: batch ", B, "x", Tn, " exceeds the allocated ", m.max_batch, "x", m.max_seq);
+  const int N = B * Tn;
+  for (int i = 0; i < N; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= m.cfg.vocab_size)
+      fail("forward: token id ", tokens[i], " at position ", i, " is outside the vocabulary (", m.cfg.vocab_size, ")");
+    if (targets && (targets[i] < 0 || targets[i] >= m.cfg.vocab_size))
+      fail("forward: target id ", targets[i], " at position ", i, " is outside the vocabulary");
+  }
+  if (m.cfg.document_mask && !doc_ids) fail("forward: model.document_mask is on but no document ids were given");
+  m.B = B;
+  m.Tn = Tn;
+  m.have_targets = targets != nullptr;
+  const size_t NC = static_cast<size_t>(N) * m.C;
+  cudaStream_t s = m.stream;
+
+  // Inputs, and the embedding backward's plan (positions of each distinct token).
+  CUDA_CHECK(cudaMemcpyAsync(m.tokens, tokens, N * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  if (targets) CUDA_CHECK(cudaMemcpyAsync(m.targets, targets, N * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  if (m.cfg.document_mask)
+    CUDA_CHECK(cudaMemcpyAsync(m.doc_ids, doc_ids, N * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  if (targets) {
+    const gpu::EmbeddingBackwardPlan plan = gpu::plan_embedding_backward(tokens, N, m.cfg.vocab_size);
+    m.num_unique = static_cast<int>(plan.ids.size());
+    CUDA_CHECK(cudaMemcpyAsync(m.emb_ids, plan.ids.data(), plan.ids.size() * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(cudaMemcpyAsync(m.emb_offsets, plan.offsets.data(), plan.offsets.size() * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(cudaMemcpyAsync(m.emb_positions, plan.positions.data(), plan.positions.size() * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));  // the plan lives on the host stack
+  }
+
+  gpu::embedding_forward(m.emb, m.tokens, m.pb(m.tok_embed), m.pb(m.pos_embed), B, Tn, m.C, m.cfg.vocab_size, s);
+  const bf16* x0 = m.emb;
+  if (m.cfg.embed_norm) {
+    m.norm_forward(m.x0, m.embn_mean, m.embn_rstd, m.emb, m.embn_w, m.embn_b, N);
+    x0 = m.x0;
+  }
+
+  const float scale = static_cast<float>(m.cfg.softmax_scale());
+  const float branch = static_cast<float>(m.cfg.attn_residual_scale);
+  for (int l = 0; l < m.L; ++l) {
+    const Impl::Layer& ly = m.layers[l];
+    Impl::LayerActs& a = m.acts[l];
+    if (l == 0) m.copy(a.x_in, x0, NC);
+    const bf16* x = a.x_in;
+    if (int src = m.skip_source(l); src >= 0) {
+      gpu::mix_forward(a.x_skip, x, m.acts[src].x_in, MixCoef::constant(1.0f),
+                       MixCoef::learned(m.p32(m.skip_w) + (l - m.L / 2)), NC, s);
+      x = a.x_skip;
+    }
+    if (m.cfg.x0_shortcut) {
+      const float* lam = m.p32(ly.x0_lambdas);
+      gpu::mix_forward(a.x_mix, x, x0, MixCoef::learned(lam), MixCoef::learned(lam + 1), NC, s);
+      x = a.x_mix;
+    }
+    // attention
+    m.norm_forward(a.h1, a.n1_mean, a.n1_rstd, x, ly.norm1_w, ly.norm1_b, N);
+    m.matmul.forward(a.qkv, a.h1, m.pb(ly.qkv_w), m.pb(ly.qkv_b), N, m.C, 3 * m.C, s);
+    split_qkv_kernel<<<blocks_for(NC), 256, 0, s>>>(a.q_raw, a.k_raw, a.v_raw, a.qkv, N, m.C);
+    CUDA_CHECK_LAUNCH("split_qkv_kernel");
+    if (m.cfg.value_residual) {
+      const float* lam = m.p32(ly.value_lambda);
+      gpu::mix_forward(a.v, a.v_raw, m.acts[0].v_raw, MixCoef::one_minus(lam), MixCoef::learned(lam), NC, s);
+    } else {
+      m.copy(a.v, a.v_raw, NC);
+    }
+    m.qk_forward(a.q, a.q_mid, a.q_rstd, a.q_raw);
+    m.qk_forward(a.k, a.k_mid, a.k_rstd, a.k_raw);
+    gpu::attention_forward(a.att, a.lse, m.max_logits + static_cast<size_t>(l) * m.H, a.q, a.k, a.v, B, Tn, m.H, m.D,
+                           scale, m.cfg.window(l), m.docs(), s);
+    m.matmul.forward(a.attn_out, a.att, m.pb(ly.proj_w), m.pb(ly.proj_b), N, m.C, m.C, s);
+    gpu::mix_forward(a.x_attn, x, a.attn_out, MixCoef::constant(1.0f), MixCoef::constant(branch), NC, s);
+    // MLP
+    m.norm_forward(a.h2, a.n2_mean, a.n2_rstd, a.x_attn, ly.norm2_w, ly.norm2_b, N);
+    m.matmul.forward(a.fc, a.h2, m.pb(ly.fc_w), m.pb(ly.fc_b), N, m.C, m.F, s);
+    const size_t NF = static_cast<size_t>(N) * m.F;
+    if (m.cfg.activation == "gelu")
+      gpu::gelu_forward(a.act, a.fc, NF, s);
+    else
+      gpu::relu2_forward(a.act, a.fc, NF, s);
+    bf16* next = l + 1 < m.L ? m.acts[l + 1].x_in : m.x_final;
+    m.matmul.forward(next, a.act, m.pb(ly.mlp_w), m.pb(ly.mlp_b), N, m.F, m.C, s);
+    m.add(next, next, a.x_attn, NC);
+  }
+
+  m.norm_forward(m.hf, m.nf_mean, m.nf_rstd, m.x_final, m.normf_w, m.normf_b, N);
+  m.matmul.forward(m.logits, m.hf, m.pb(m.head), nullptr, N, m.C, m.Vp, s);
+  if (!targets) {
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    return 0.0;
+  }
+  gpu::softcap_ce_forward(m.losses, m.lse, m.logits, m.targets, N, m.Vp, m.V_softmax,
+                          static_cast<float>(m.cfg.logit_softcap), s);
+  std::vector<float> host_losses(N);
+  CUDA_CHECK(cudaMemcpyAsync(host_losses.data(), m.losses, N * sizeof(float), cudaMemcpyDeviceToHost, s));
+  CUDA_CHECK(cudaStreamSynchronize(s));
+  double total = 0;
+  for (float v : host_losses) total += v;
+  return total / N;
+}
+
+void GptCuda::backward(float loss_scale) {
+  Impl& m = *impl_;
+  MUONGPT_CHECK(m.have_targets, "backward needs a forward with targets");
+  const int B = m.B, Tn = m.Tn, N = B * Tn;
+  const size_t NC = static_cast<size_t>(N) * m.C, NF = static_cast<size_t>(N) * m.F;
+  const float scale = static_cast<float>(m.cfg.softmax_scale());
+  const float branch = static_cast<float>(m.cfg.attn_residual_scale);
+  cudaStream_t s = m.stream;
+
+  bf16* dlogits = m.logits;  // in place
+  gpu::softcap_ce_backward(dlogits, m.logits, m.lse, m.targets, loss_scale, N, m.Vp, m.V_softmax,
+                           static_cast<float>(m.cfg.logit_softcap), s);
+  m.matmul.backward(m.dhf, m.g(m.head), nullptr, dlogits, m.hf, m.pb(m.head), N, m.C, m.Vp, false, s);
+  m.norm_backward(m.dres, m.dhf, m.x_final, m.normf_w, m.normf_b, m.nf_mean, m.nf_rstd, N, false);
+
+  const bf16* x0 = m.cfg.embed_norm ? m.x0 : m.emb;
+  CUDA_CHECK(cudaMemsetAsync(m.dx0, 0, NC * sizeof(bf16), s));
+  if (m.dv_first) CUDA_CHECK(cudaMemsetAsync(m.dv_first, 0, NC * sizeof(bf16), s));
+  for (bf16* d : m.dskip)
+    if (d) CUDA_CHECK(cudaMemsetAsync(d, 0, NC * sizeof(bf16), s));
+
+  for (int l = m.L - 1; l >= 0; --l) {
+    const Impl::Layer& ly = m.layers[l];
+    Impl::LayerActs& a = m.acts[l];
+    const int src = m.skip_source(l);
+    const bf16* x_block = m.cfg.x0_shortcut ? a.x_mix : (src >= 0 ? a.x_skip : a.x_in);
+    // MLP (dres = dL/d(block output))
+    m.matmul.backward(m.dact, m.g(ly.mlp_w), m.g(ly.mlp_b), m.dres, a.act, m.pb(ly.mlp_w), N, m.F, m.C, false, s);
+    if (m.cfg.activation == "gelu")
+      gpu::gelu_backward(m.dfc, m.dact, a.fc, NF, s);
+    else
+      gpu::relu2_backward(m.dfc, m.dact, a.fc, NF, s);
+    m.matmul.backward(m.dh, m.g(ly.fc_w), m.g(ly.fc_b), m.dfc, a.h2, m.pb(ly.fc_w), N, m.C, m.F, false, s);
+    m.norm_backward(m.dres, m.dh, a.x_attn, ly.norm2_w, ly.norm2_b, a.n2_mean, a.n2_rstd, N, true);
+    // dres = dL/dx_attn; x_attn = x_block + branch * attn_out
+    gpu::mix_forward(m.dattn_out, m.dres, m.dres, MixCoef::constant(branch), MixCoef::constant(0.0f), NC, s);
+    m.matmul.backward(m.datt, m.g(ly.proj_w), m.g(ly.proj_b), m.dattn_out, a.att, m.pb(ly.proj_w), N, m.C, m.C,
+                      false, s);
+    gpu::attention_backward(m.dq, m.dk, m.dv, m.datt, a.att, a.lse, a.q, a.k, a.v, B, Tn, m.H, m.D, scale,
+                            m.cfg.window(l), m.docs(), m.attn_scratch, s);
+    if (m.cfg.value_residual) {
+      const float* lam = m.p32(ly.value_lambda);
+      float* dlam = m.g(ly.value_lambda);
+      if (l > 0) {
+        // v = (1 - lam) v_raw + lam v_first: dv_raw = (1-lam) dv, dv_first += lam dv,
+        // dlam += sum(dv * (v_first - v_raw))
+        gpu::mix_backward(m.dv, m.dv_first, dlam, dlam, m.dv, a.v_raw, m.acts[0].v_raw, MixCoef::one_minus(lam),
+                          MixCoef::learned(lam), NC, false, true, m.mix_scratch, s);
+      } else {
+        // v_first is this layer's own v_raw: (1-lam) dv + lam dv = dv, plus what later layers sent;
+        // the lambda's gradient is exactly zero here.
+        m.add(m.dv, m.dv, m.dv_first, NC);
+      }
+    }
+    // d(attention input) -> d(raw q, k); datt is free again after the attention backward
+    m.qk_backward(m.dtmp, m.dq, m.datt, a.q_mid, a.q_rstd, a.q_raw);
+    std::swap(m.dtmp, m.dq);
+    m.qk_backward(m.dtmp, m.dk, m.datt, a.k_mid, a.k_rstd, a.k_raw);
+    std::swap(m.dtmp, m.dk);
+    merge_qkv_kernel<<<blocks_for(NC), 256, 0, s>>>(m.dqkv, m.dq, m.dk, m.dv, N, m.C);
+    CUDA_CHECK_LAUNCH("merge_qkv_kernel");
+    m.matmul.backward(m.dh, m.g(ly.qkv_w), m.g(ly.qkv_b), m.dqkv, a.h1, m.pb(ly.qkv_w), N, m.C, 3 * m.C, false, s);
+    m.norm_backward(m.dres, m.dh, x_block, ly.norm1_w, ly.norm1_b, a.n1_mean, a.n1_rstd, N, true);
+    // dres = dL/d(x_block)
+    if (m.cfg.x0_shortcut) {
+      const float* lam = m.p32(ly.x0_lambdas);
+      float* dlam = m.g(ly.x0_lambdas);
+      const bf16* x_pre = src >= 0 ? a.x_skip : a.x_in;
+      gpu::mix_backward(m.dtmp, m.dx0, dlam, dlam + 1, m.dres, x_pre, x0, MixCoef::learned(lam),
+                        MixCoef::learned(lam + 1), NC, false, true, m.mix_scratch, s);
+      std::swap(m.dtmp, m.dres);
+    }
+    if (src >= 0) {
+      const int i = l - m.L / 2;
+      gpu::mix_backward(nullptr, m.dskip[src], nullptr, m.g(m.skip_w) + i, m.dres, a.x_in, m.acts[src].x_in,
+                        MixCoef::constant(1.0f), MixCoef::learned(m.p32(m.skip_w) + i), NC, false, true,
+                        m.mix_scratch, s);
+    }
+    // dres = dL/d(boundary l); add the skip gradients aimed at this boundary
+    if (m.dskip[l]) m.add(m.dres, m.dres, m.dskip[l], NC);
+  }
+  m.add(m.dx0, m.dx0, m.dres, NC);
+  const bf16* demb = m.dx0;
+  if (m.cfg.embed_norm) {
+    m.norm_backward(m.dh, m.dx0, m.emb, m.embn_w, m.embn_b, m.embn_mean, m.embn_rstd, N, false);
+    demb = m.dh;
+  }
+  gpu::embedding_backward(m.g(m.tok_embed), m.g(m.pos_embed), demb, m.emb_ids, m.emb_offsets, m.emb_positions,
+                          m.num_unique, B, Tn, m.C, s);
+  CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+}  // namespace muongpt

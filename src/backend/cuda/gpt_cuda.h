@@ -1,0 +1,68 @@
+// The GPT model on the GPU: the same network as the CPU reference
+// (src/model/gpt.cpp), forward and backward, built from the kernels in
+// kernels/cuda/ and cuBLASLt matmuls.
+//
+// Numerics: fp32 master parameters, a bf16 working copy used by every
+// kernel, fp32 gradients (accumulated over micro-batches like the CPU),
+// bf16 activations, fp32 statistics (norm rstd/mean, attention and
+// cross-entropy log-sum-exp, per-token losses).
+//
+// Memory: the parameters (fp32 + bf16), the gradients and every activation
+// and scratch buffer are carved out of device allocations made once in the
+// constructor, sized for max_batch x max_seq; forward and backward allocate
+// nothing on the device.
+//
+// Differences from the CPU model that matter to users: attention keeps only
+// the per-row log-sum-exp (never the T x T probabilities), and the logits
+// buffer is reused for their gradient in the backward.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "config/config.h"
+#include "model/params.h"
+
+namespace muongpt {
+
+class GptCuda {
+ public:
+  GptCuda(const ModelConfig& cfg, int max_batch, int max_seq_len);
+  ~GptCuda();
+  GptCuda(const GptCuda&) = delete;
+  GptCuda& operator=(const GptCuda&) = delete;
+
+  const ModelConfig& config() const;
+  const ParamTable& table() const;
+  cudaStream_t stream() const;
+
+  // Host <-> device copies of the fp32 master parameters (the bf16 working
+  // copy is refreshed from the master on upload) and of the gradients.
+  void set_params(const std::vector<float>& host);
+  std::vector<float> params() const;
+  std::vector<float> grads() const;
+  void zero_grad();
+
+  // Same contract as Gpt<T>::forward / backward (host token arrays).
+  double forward(const int32_t* tokens, const int32_t* targets, int B, int Tn, const int32_t* doc_ids = nullptr);
+  void backward(float loss_scale);
+
+  // Logits (B*Tn, padded vocab) of the last forward, as floats; before backward.
+  std::vector<float> logits() const;
+  // Largest pre-softmax attention logit per layer and head (n_layer x n_head).
+  std::vector<float> max_attention_logits() const;
+
+  // Device buffers for the optimizer: fp32 master, bf16 copy, fp32 grads.
+  float* device_params();
+  void* device_params_bf16();
+  float* device_grads();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace muongpt

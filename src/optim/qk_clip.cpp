@@ -1,0 +1,65 @@
+#include "optim/qk_clip.h"
+
+#include <cmath>
+#include <string>
+
+#include "util/error.h"
+
+namespace muongpt {
+
+namespace {
+
+// Scales rows [row0, row0 + rows) of a matrix parameter (or the same range
+// of a bias vector) by f.
+template <class T>
+void scale_rows(const ParamSpec& spec, T* params, int row0, int rows, double f) {
+  const size_t cols = spec.is_matrix() ? static_cast<size_t>(spec.cols()) : 1;
+  T* p = params + spec.offset + static_cast<size_t>(row0) * cols;
+  const T factor = static_cast<T>(f);
+  for (size_t i = 0; i < static_cast<size_t>(rows) * cols; ++i) p[i] *= factor;
+}
+
+}  // namespace
+
+template <class T>
+int qk_clip(const ParamTable& table, T* params, const T* max_logits, int n_layer, int n_head, double tau,
+            double alpha) {
+  int clipped = 0;
+  for (int l = 0; l < n_layer; ++l) {
+    const std::string b = "blocks." + std::to_string(l) + ".attn.";
+    // (weight, bias, first row of head 0) for q and for k
+    const ParamSpec *wq, *wk, *bq, *bk;
+    int q0 = 0, k0 = 0;
+    if (const ParamSpec* fused = table.find(b + "qkv.weight")) {
+      wq = wk = fused;
+      bq = bk = table.find(b + "qkv.bias");
+      k0 = fused->rows() / 3;
+    } else {
+      wq = table.find(b + "q.weight");
+      wk = table.find(b + "k.weight");
+      bq = table.find(b + "q.bias");
+      bk = table.find(b + "k.bias");
+      if (!wq || !wk) fail("QK-clip: layer ", l, " has neither ", b, "qkv.weight nor ", b, "q.weight/k.weight");
+    }
+    const int C = wq->cols();
+    MUONGPT_CHECK(C % n_head == 0, "QK-clip: d_model ", C, " is not divisible by ", n_head, " heads");
+    const int D = C / n_head;
+    for (int h = 0; h < n_head; ++h) {
+      const double m = static_cast<double>(max_logits[static_cast<size_t>(l) * n_head + h]);
+      if (!(m > tau)) continue;  // also skips NaN
+      const double g = tau / m;
+      const double fq = std::pow(g, alpha), fk = std::pow(g, 1.0 - alpha);
+      scale_rows(*wq, params, q0 + h * D, D, fq);
+      scale_rows(*wk, params, k0 + h * D, D, fk);
+      if (bq) scale_rows(*bq, params, q0 + h * D, D, fq);
+      if (bk) scale_rows(*bk, params, k0 + h * D, D, fk);
+      ++clipped;
+    }
+  }
+  return clipped;
+}
+
+template int qk_clip<float>(const ParamTable&, float*, const float*, int, int, double, double);
+template int qk_clip<double>(const ParamTable&, double*, const double*, int, int, double, double);
+
+}  // namespace muongpt

@@ -1,0 +1,78 @@
+# The speedrun record configs (configs/speedrun/*.json, see docs/speedrun.md):
+# each one resolves with `info`, shows its record and the 3.28 target, has the
+# exact parameter count of the record's model, and trains 2 steps to a finite
+# loss when shrunk to CPU size with every feature flag of the record kept.
+source "$(dirname "$0")/lib/common.sh"
+# The shrunk runs are tiny: one thread avoids OpenMP spin-waiting on a busy
+# machine (several times slower with the default active wait policy).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+# Parameter counts of the records' models, computed from the architecture
+# (V = 50257 tokens, Vp = 50304 padded rows, C = 768, F = 3072, L = 12):
+#   bias-free block matrices: attention 4*C*C = 2,359,296 + MLP 2*C*F = 4,718,592
+#     = 7,077,888 per block, x12 = 84,934,656
+#   #1 llm.c GPT-2: wte Vp*C 38,633,472 + wpe 1024*C 786,432
+#     + per block (7,077,888 + biases 3C+C+F+C = 6,912 + 2 LayerNorms 4C = 3,072) x12 = 85,054,464
+#     + final LayerNorm 2C = 1,536                                       = 124,475,904
+#   #2 AdamW+RoPE and #4 Muon: tied, unpadded: V*C 38,597,376 + 84,934,656 = 123,532,032
+#   #5 ModernArch: tied, padded: Vp*C 38,633,472 + 84,934,656           = 123,568,128
+#   #8 untied head: #5 + lm_head Vp*C 38,633,472                        = 162,201,600
+#   #9 shortcuts: #8 + 12 value lambdas + 12 x 2 embedding-shortcut lambdas = 162,201,636
+#   #11 U-net: #9 + 6 skip weights                                      = 162,201,642
+declare -A EXPECTED_PARAMS=(
+  [01_llmc_baseline]=124475904
+  [02_adamw_rope]=123532032
+  [04_muon]=123532032
+  [05_modernarch]=123568128
+  [08_untied_head]=162201600
+  [09_shortcuts_softcap]=162201636
+  [11_unet]=162201642
+)
+
+# CPU size: 2 blocks of width 32 (2 heads), 2 micro-batches of 2 x 16 tokens
+# per step (so gradient accumulation runs), 2 steps, validation on 256 tokens.
+SHRINK=(--set model.n_layer=2 --set model.d_model=32 --set model.n_head=2
+  --set batch.seq_len=16 --set batch.micro_batch=2 --set batch.global_tokens=64
+  --set data.val_tokens=256 --set train.steps=2 --set train.eval_every=0 --set train.checkpoint_every=0
+  --set "data.train_pattern=data/tiny/train_*.bin" --set "data.val_pattern=data/tiny/val_*.bin")
+
+configs=(configs/speedrun/*.json)
+check "configs/speedrun holds the 7 record configs" test "${#configs[@]}" -eq "${#EXPECTED_PARAMS[@]}"
+
+for cfg in "${configs[@]}"; do
+  name=$(basename "$cfg" .json)
+  expected=${EXPECTED_PARAMS[$name]:-}
+  if [ -z "$expected" ]; then
+    failed "$name: no expected parameter count in this test"
+    continue
+  fi
+
+  check "$name: FineWeb shards and the speedrun's 10,485,760 val tokens" \
+    test "$(json_get "$cfg" "(j['data']['train_pattern'], j['data']['val_pattern'], j['data']['val_tokens'])")" \
+    = "('data/fineweb10B/fineweb_train_*.bin', 'data/fineweb10B/fineweb_val_*.bin', 10485760)"
+
+  info=$("$BIN" info --config "$cfg" 2>&1)
+  rc=$?
+  check "$name: info succeeds" test $rc -eq 0
+  record=$(json_get "$cfg" "j['meta']['record']")
+  check "$name: meta.record names an 8xH100 time and a log file" \
+    grep -qE '^[0-9.]+ minutes on 8xH100, .*records/track_1_short/' <<<"$record"
+  check "$name: info shows the record" grep -qF -- "\"record\": \"$record\"" <<<"$info"
+  check "$name: info shows the 3.28 target" grep -qF '"target_val_loss": 3.28' <<<"$info"
+  params=$(awk '/^parameters:/ {print $2}' <<<"$info")
+  check "$name: $expected parameters (info says ${params:-nothing})" test "$params" = "$expected"
+
+  out="$WORK/$name"
+  log=$("$BIN" train --config "$cfg" "${SHRINK[@]}" --out "$out" 2>&1)
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    failed "$name: shrunk 2-step training run (exit $rc)"
+    echo "$log" | tail -5 | sed 's/^/    | /'
+    continue
+  fi
+  check "$name: shrunk run trains 2 steps to a finite train and val loss" \
+    test "$(json_get "$out/summary.json" \
+      "j['steps'] == 2 and all(__import__('math').isfinite(j[k]) for k in ('final_train_loss', 'final_val_loss'))" \
+      2>/dev/null || echo error)" = True
+done
+finish
