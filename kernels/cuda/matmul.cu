@@ -2,6 +2,8 @@
 
 #include <cublasLt.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <tuple>
 
@@ -25,7 +27,21 @@ unsigned alignment_of(const void* p) {
   return align;
 }
 
-using ProblemKey = std::tuple<bool, bool, int, int, int, int, int, int, bool, bool, unsigned, unsigned, unsigned>;
+// Alignment of every product's operand in a strided batch: the base's, capped
+// by the stride's (in bytes).
+unsigned batch_alignment(const void* p, long long stride_bytes, int batch) {
+  unsigned align = alignment_of(p);
+  if (batch > 1 && stride_bytes != 0) {
+    const unsigned s = alignment_of(reinterpret_cast<const void*>(static_cast<uintptr_t>(stride_bytes)));
+    align = std::min(align, s);
+  }
+  return align;
+}
+
+using ProblemKey = std::tuple<bool, bool, int, int, int, int, int, int, bool, bool, unsigned, unsigned, unsigned, int,
+                              long long, long long, long long>;
+
+void set_batch(cublasLtMatrixLayout_t layout, int batch, long long stride);
 
 // Column sums of dout over rows: one thread per column, rows in order.
 __global__ void bias_backward_kernel(float* dbias, const bf16* dout, int N, int OC) {
@@ -61,8 +77,25 @@ size_t Matmul::cached_algorithms() const { return impl_->algos.size(); }
 void Matmul::gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const bf16* A, int lda,
                   const bf16* B, int ldb, float beta, void* D, int ldd, bool d_is_fp32, const bf16* bias,
                   cudaStream_t stream) {
+  run(trans_a, trans_b, m, n, k, alpha, A, lda, 0, B, ldb, 0, beta, D, ldd, 0, d_is_fp32, bias, 1, stream);
+}
+
+void Matmul::gemm_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const bf16* A, int lda,
+                          long long stride_a, const bf16* B, int ldb, long long stride_b, float beta, void* D, int ldd,
+                          long long stride_d, bool d_is_fp32, int batch, cudaStream_t stream) {
+  require_arg(batch >= 0, "gemm_batched", "negative batch " + std::to_string(batch));
+  require_arg(stride_a >= 0 && stride_b >= 0 && stride_d >= 0, "gemm_batched", "negative stride");
+  if (batch == 0) return;
+  require_arg(batch == 1 || stride_d > 0, "gemm_batched", "a batch needs a positive output stride");
+  run(trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B, ldb, stride_b, beta, D, ldd, stride_d, d_is_fp32,
+      nullptr, batch, stream);
+}
+
+void Matmul::run(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const bf16* A, int lda,
+                 long long stride_a, const bf16* B, int ldb, long long stride_b, float beta, void* D, int ldd,
+                 long long stride_d, bool d_is_fp32, const bf16* bias, int batch, cudaStream_t stream) {
   require_arg(m >= 0 && n >= 0 && k >= 0, "gemm", "negative size");
-  if (m == 0 || n == 0) return;
+  if (m == 0 || n == 0 || batch == 0) return;
   require_arg(!(bias && d_is_fp32), "gemm", "a bias epilogue needs a bf16 output");
   const cudaDataType_t d_type = d_is_fp32 ? CUDA_R_32F : CUDA_R_16BF;
 
@@ -86,10 +119,18 @@ void Matmul::gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, 
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a_layout, CUDA_R_16BF, trans_a ? k : m, trans_a ? m : k, lda));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&b_layout, CUDA_R_16BF, trans_b ? n : k, trans_b ? k : n, ldb));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d_layout, d_type, m, n, ldd));
+    if (batch > 1) {
+      set_batch(a_layout, batch, stride_a);
+      set_batch(b_layout, batch, stride_b);
+      set_batch(d_layout, batch, stride_d);
+    }
 
-    const unsigned align_a = alignment_of(A), align_b = alignment_of(B), align_d = alignment_of(D);
+    const long long d_elem = d_is_fp32 ? 4 : 2;
+    const unsigned align_a = batch_alignment(A, 2 * stride_a, batch), align_b = batch_alignment(B, 2 * stride_b, batch),
+                   align_d = batch_alignment(D, d_elem * stride_d, batch);
     const ProblemKey key{trans_a, trans_b, m, n, k, lda, ldb, ldd, d_is_fp32, bias != nullptr,
-                         align_a, align_b, std::min(align_d, bias ? alignment_of(bias) : 256u)};
+                         align_a, align_b, std::min(align_d, bias ? alignment_of(bias) : 256u),
+                         batch, batch > 1 ? stride_a : 0, batch > 1 ? stride_b : 0, batch > 1 ? stride_d : 0};
     auto it = impl_->algos.find(key);
     if (it == impl_->algos.end()) {
       CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -130,6 +171,16 @@ void Matmul::gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, 
   cublasLtMatrixLayoutDestroy(a_layout);
   cublasLtMatmulDescDestroy(op);
 }
+
+namespace {
+void set_batch(cublasLtMatrixLayout_t layout, int batch, long long stride) {
+  const int32_t count = batch;
+  const int64_t offset = stride;
+  CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+  CUBLAS_CHECK(
+      cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &offset, sizeof(offset)));
+}
+}  // namespace
 
 void Matmul::forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int N, int C, int OC,
                      cudaStream_t stream) {

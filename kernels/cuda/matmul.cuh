@@ -54,10 +54,25 @@ class Matmul {
   void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const bf16* A, int lda, const bf16* B,
             int ldb, float beta, void* D, int ldd, bool d_is_fp32, const bf16* bias, cudaStream_t stream);
 
+  // Strided-batched form of gemm (no bias): for i in [0, batch),
+  //   D + i*stride_d = alpha op(A + i*stride_a) op(B + i*stride_b) + beta (D + i*stride_d)
+  // in one cuBLASLt call (CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT and
+  // CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET on each layout). Strides are in
+  // elements of the operand's type (bf16; D: fp32 when d_is_fp32); a stride of 0
+  // reuses one operand for every product. batch == 1 is exactly gemm() (the same
+  // cuBLASLt problem, so the same bits). The alignment the heuristic is told is
+  // the smallest over every product's pointers, so any stride is valid.
+  void gemm_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const bf16* A, int lda,
+                    long long stride_a, const bf16* B, int ldb, long long stride_b, float beta, void* D, int ldd,
+                    long long stride_d, bool d_is_fp32, int batch, cudaStream_t stream);
+
   // Number of distinct problems whose algorithm is cached (for tests).
   size_t cached_algorithms() const;
 
  private:
+  void run(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const bf16* A, int lda, long long stride_a,
+           const bf16* B, int ldb, long long stride_b, float beta, void* D, int ldd, long long stride_d,
+           bool d_is_fp32, const bf16* bias, int batch, cudaStream_t stream);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

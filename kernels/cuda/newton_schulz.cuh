@@ -48,6 +48,20 @@
 // holds newton_schulz_scratch_doubles() doubles (the sum of squares). out,
 // workspace and scratch must not overlap each other or G.
 //
+// Batched form (newton_schulz_batched): `count` same-shape matrices, G_i at
+// G + i*g_stride and out_i at out + i*out_stride, each orthogonalised exactly as
+// newton_schulz would do it alone (its own ||G_i||_F), with every product a
+// strided-batched cuBLASLt GEMM (Matmul::gemm_batched) over the batch: 3 GEMMs
+// per iteration whatever the count. The workspace holds the X areas of all
+// matrices, then all A areas, then all B areas (each padded as above);
+// newton_schulz_batched_workspace(count, rows, cols) == count *
+// newton_schulz_workspace(rows, cols). The per-matrix sums of squares are the
+// same two-pass deterministic sums as reduce.cuh (the same block count, the
+// same order), so ||G_i|| has the same bits as in a single call, and
+// newton_schulz(...) is newton_schulz_batched(count = 1). Whether cuBLASLt picks
+// the same kernel for a batch as for one matrix is its choice: a batch agrees
+// with separate calls to fp32 accumulation-order level, not necessarily in bits.
+//
 // Fused q/k/v (optimizer.cpp, MuonBlock): each row block is orthogonalised on
 // its own; call newton_schulz once per block with G + row0*cols,
 // out + row0*cols and rows = the block's rows (a row block of a row-major
@@ -98,5 +112,17 @@ size_t newton_schulz_scratch_doubles();
 // std::invalid_argument for negative sizes or steps, or missing pointers.
 void newton_schulz(bf16* out, const float* G, int rows, int cols, const NsCoefficients* coeffs, int steps,
                    float norm_scale, float eps, bf16* workspace, double* scratch, Matmul& mm, cudaStream_t stream);
+
+// Workspace (bf16 elements) and scratch (doubles) of a batch of `count` matrices.
+size_t newton_schulz_batched_workspace(int count, int rows, int cols);
+size_t newton_schulz_batched_scratch_doubles(int count);
+
+// Orthogonalises count matrices G_i = G + i*g_stride (fp32, rows x cols,
+// row-major) into out + i*out_stride (bf16), each on its own (see above).
+// Strides are in elements, at least rows*cols; the out matrices must not
+// overlap each other, G, the workspace or the scratch.
+void newton_schulz_batched(bf16* out, size_t out_stride, const float* G, size_t g_stride, int count, int rows,
+                           int cols, const NsCoefficients* coeffs, int steps, float norm_scale, float eps,
+                           bf16* workspace, double* scratch, Matmul& mm, cudaStream_t stream);
 
 }  // namespace muongpt::gpu

@@ -327,6 +327,7 @@ struct DistConfig {
   int zero_stage = 0;
   std::string muon = "replicated";
   double timeout_s = 600.0;
+  std::string gpu_gradients = "nccl";
 
   template <class V>
   void visit(V& v) {
@@ -337,6 +338,10 @@ struct DistConfig {
       "gathered for Newton-Schulz, each rank updates its shard (Moonlight)",
       {"replicated", "owner", "zero1"});
     v("timeout_s", timeout_s, "abort with a message naming the collective when one takes longer than this");
+    v("gpu_gradients", gpu_gradients,
+      "GPU runs with several ranks: nccl: gradients summed on the devices, optimizer on the GPU; host: through the "
+      "host communicator with the host optimizer (lets several ranks share one GPU, for tests)",
+      {"nccl", "host"});
   }
 };
 

@@ -67,8 +67,13 @@ void TrainLoader::set_position(const LoaderPosition& pos) {
 }
 
 StepBatch TrainLoader::next() {
-  if (packing_.bos_aligned) return next_bos_aligned();
   StepBatch batch;
+  next(batch);
+  return batch;
+}
+
+void TrainLoader::next(StepBatch& batch) {
+  if (packing_.bos_aligned) return next_bos_aligned(batch);
   batch.position = pos_;
   const Shard& s = shard(pos_.shard);
   const int B = geo_.micro_batch, T = geo_.seq_len;
@@ -89,7 +94,6 @@ StepBatch TrainLoader::next() {
   skip_to_fitting_shard();
   batch.doc_ids.resize(batch.inputs.size());
   document_ids(batch.inputs.data(), geo_.grad_accum * B, T, batch.doc_ids.data());
-  return batch;
 }
 
 int64_t TrainLoader::pack_step(int index, int64_t offset, std::vector<uint16_t>& packed) {
@@ -120,12 +124,11 @@ int64_t TrainLoader::pack_step(int index, int64_t offset, std::vector<uint16_t>&
   return pos;
 }
 
-StepBatch TrainLoader::next_bos_aligned() {
+void TrainLoader::next_bos_aligned(StepBatch& batch) {
   std::vector<uint16_t> packed;
   for (size_t tries = 0; tries <= files_.size(); ++tries) {
     const int64_t after = pack_step(pos_.shard, pos_.offset, packed);
     if (after >= 0) {
-      StepBatch batch;
       batch.position = pos_;
       const int B = geo_.micro_batch, T = geo_.seq_len;
       const size_t per_micro = static_cast<size_t>(B) * T, row = static_cast<size_t>(T) + 1;
@@ -145,7 +148,7 @@ StepBatch TrainLoader::next_bos_aligned() {
       batch.doc_ids.resize(batch.inputs.size());
       document_ids(batch.inputs.data(), geo_.grad_accum * B, T, batch.doc_ids.data());
       pos_.offset = after;
-      return batch;
+      return;
     }
     // This shard cannot hold the step from here: the next one, from its start.
     pos_.offset = 0;
@@ -161,7 +164,8 @@ StepBatch TrainLoader::next_bos_aligned() {
 
 // ---------------------------------------------------------------------------
 
-PrefetchingLoader::PrefetchingLoader(std::unique_ptr<TrainLoader> loader) : loader_(std::move(loader)) {
+PrefetchingLoader::PrefetchingLoader(std::unique_ptr<TrainLoader> loader, bool pin_memory)
+    : loader_(std::move(loader)), slots_{StepBatch(pin_memory), StepBatch(pin_memory)} {
   resume_ = loader_->position();
   start_fetch();
 }
@@ -170,30 +174,36 @@ PrefetchingLoader::~PrefetchingLoader() {
   if (worker_.joinable()) worker_.join();
 }
 
+bool PrefetchingLoader::pinned() const {
+  const auto& in = slots_[0].inputs;
+  return !in.empty() && host_memory::is_pinned(in.data());
+}
+
 void PrefetchingLoader::start_fetch() {
   has_pending_ = true;
   error_ = nullptr;
-  worker_ = std::thread([this] {
+  worker_ = std::thread([this, slot = &slots_[filling_]] {
     try {
-      pending_ = loader_->next();
+      loader_->next(*slot);
     } catch (...) {
       error_ = std::current_exception();
     }
   });
 }
 
-StepBatch PrefetchingLoader::wait_fetch() {
+void PrefetchingLoader::wait_fetch() {
   worker_.join();
   has_pending_ = false;
   if (error_) std::rethrow_exception(error_);
-  return std::move(pending_);
 }
 
-StepBatch PrefetchingLoader::next() {
-  StepBatch batch = wait_fetch();
+const StepBatch& PrefetchingLoader::next() {
+  wait_fetch();
+  const int ready = filling_;
   resume_ = loader_->position();  // the batch after this one
+  filling_ = 1 - filling_;        // the worker now fills the other slot
   start_fetch();
-  return batch;
+  return slots_[ready];
 }
 
 void PrefetchingLoader::set_position(const LoaderPosition& pos) {

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "data/shard.h"
+#include "util/host_buffer.h"
 
 namespace muongpt {
 
@@ -69,10 +70,14 @@ void document_ids(const int32_t* tokens, int n_seq, int seq_len, int32_t* doc_id
 
 // Inputs and targets of one optimizer step for one rank: grad_accum
 // micro-batches of (micro_batch x seq_len) int32 token ids.
+// The buffers are page-locked when the batch was made with pin = true and
+// the machine has a GPU (util/host_buffer.h), ordinary memory otherwise.
 struct StepBatch {
-  std::vector<int32_t> inputs;
-  std::vector<int32_t> targets;
-  std::vector<int32_t> doc_ids;  // document id per input token (see document_ids)
+  explicit StepBatch(bool pin = false)
+      : inputs(HostAllocator<int32_t>(pin)), targets(HostAllocator<int32_t>(pin)), doc_ids(HostAllocator<int32_t>(pin)) {}
+  HostVector<int32_t> inputs;
+  HostVector<int32_t> targets;
+  HostVector<int32_t> doc_ids;  // document id per input token (see document_ids)
   LoaderPosition position;  // where this batch was read from
 };
 
@@ -82,8 +87,10 @@ class TrainLoader {
   TrainLoader(const std::string& pattern, const std::string& key, const BatchGeometry& geometry, int vocab_size,
               const Packing& packing = {});
 
-  // Reads the batch at the current position and advances past it.
+  // Reads the batch at the current position and advances past it; the
+  // second form fills `out`, reusing its buffers.
   StepBatch next();
+  void next(StepBatch& out);
 
   LoaderPosition position() const { return pos_; }
   void set_position(const LoaderPosition& pos);
@@ -96,7 +103,7 @@ class TrainLoader {
   // tokens) packed from shard `index` starting at `offset`; returns the
   // offset after them, or -1 when the shard ends first.
   int64_t pack_step(int index, int64_t offset, std::vector<uint16_t>& packed);
-  StepBatch next_bos_aligned();
+  void next_bos_aligned(StepBatch& batch);
 
   std::vector<std::string> files_;
   std::vector<int64_t> sizes_;  // tokens per shard
@@ -110,27 +117,33 @@ class TrainLoader {
 };
 
 // Reads the next step's batch on a background thread while the current step
-// computes (double buffering). The position of the batch handed out last is
-// what a checkpoint must store to resume exactly.
+// computes (double buffering: two batches, one being filled while the other
+// is used; with pin_memory both are page-locked, see StepBatch). The position
+// of the batch handed out last is what a checkpoint must store to resume
+// exactly.
 class PrefetchingLoader {
  public:
-  explicit PrefetchingLoader(std::unique_ptr<TrainLoader> loader);
+  explicit PrefetchingLoader(std::unique_ptr<TrainLoader> loader, bool pin_memory = false);
   ~PrefetchingLoader();
   PrefetchingLoader(const PrefetchingLoader&) = delete;
   PrefetchingLoader& operator=(const PrefetchingLoader&) = delete;
 
-  StepBatch next();
+  // The next batch; valid until the following call to next() or set_position().
+  const StepBatch& next();
+  // Whether the batch buffers are page-locked.
+  bool pinned() const;
   // Position to resume from after the batches handed out so far.
   LoaderPosition resume_position() const { return resume_; }
   void set_position(const LoaderPosition& pos);
 
  private:
   void start_fetch();
-  StepBatch wait_fetch();
+  void wait_fetch();
 
   std::unique_ptr<TrainLoader> loader_;
   std::thread worker_;
-  StepBatch pending_;
+  StepBatch slots_[2];
+  int filling_ = 0;  // the slot the worker writes
   std::exception_ptr error_;
   bool has_pending_ = false;
   LoaderPosition resume_;

@@ -215,10 +215,49 @@ bool launched_by_mpi() {
   return false;
 }
 
+namespace {
+
+int env_int(const char* name) {
+  const char* v = std::getenv(name);
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  if (!*v || *end != '\0' || x < 0 || x > 1000000)
+    fail("environment variable ", name, "=\"", v, "\" is not a non-negative integer");
+  return static_cast<int>(x);
+}
+
+}  // namespace
+
+void rank_from_environment(int& rank, int& world) {
+  const char* pairs[][2] = {{"MUONGPT_RANK", "MUONGPT_WORLD_SIZE"}, {"RANK", "WORLD_SIZE"},
+                            {"SLURM_PROCID", "SLURM_NTASKS"}};
+  for (const auto& p : pairs) {
+    if (std::getenv(p[0]) && std::getenv(p[1])) {
+      rank = env_int(p[0]);
+      world = env_int(p[1]);
+      if (world < 1 || rank >= world)
+        fail(p[0], "=", rank, " and ", p[1], "=", world, " do not fit together (need 0 <= rank < world size)");
+      return;
+    }
+  }
+  rank = 0;
+  world = 1;
+}
+
 std::unique_ptr<Comm> make_single_comm() { return std::make_unique<SingleComm>(); }
 
 std::unique_ptr<Comm> make_comm() {
-  if (!launched_by_mpi()) return make_single_comm();
+  if (!launched_by_mpi()) {
+    int rank = 0, world = 1;
+    rank_from_environment(rank, world);
+    if (world == 1) return make_single_comm();
+#if MUONGPT_HAVE_NCCL
+    return make_nccl_host_comm(rank, world);
+#else
+    fail("rank ", rank, " of ", world, " from the environment, without an MPI launcher: that path needs NCCL, "
+         "which this build lacks (build with CUDA and NCCL, or start the ranks with mpirun)");
+#endif
+  }
 #if MUONGPT_HAVE_MPI
   return std::make_unique<MpiComm>();
 #else

@@ -2,8 +2,9 @@
 //
 // Single process: every collective is a no-op. MPI (host memory): used by the
 // CPU backend when the binary is started by an MPI launcher (mpirun/srun with
-// PMI); rank and world come from MPI. A GPU build adds NCCL later; MPI then
-// only bootstraps.
+// PMI); rank and world come from MPI. On GPUs the gradients go over NCCL
+// (backend/cuda/nccl_comm.h), bootstrapped through this communicator; a
+// launch without MPI uses a Comm built on NCCL itself (make_comm).
 //
 // Every collective names what it moves (`what`), so that a rank which waits
 // longer than the timeout can say which collective hung; the watchdog then
@@ -56,9 +57,23 @@ class Comm {
 // True when this process was started by an MPI launcher.
 bool launched_by_mpi();
 
-// MPI when launched by mpirun/srun and built with MPI; the single-process
-// communicator otherwise. Being launched by MPI in a build without it is an error.
+// Rank and world size of a launch without MPI, from MUONGPT_RANK /
+// MUONGPT_WORLD_SIZE, else RANK / WORLD_SIZE, else SLURM_PROCID /
+// SLURM_NTASKS; rank 0 of 1 when none is set. Bad values are an Error naming
+// the variables.
+void rank_from_environment(int& rank, int& world);
+
+// MPI when launched by mpirun/srun and built with MPI; without MPI and with
+// several ranks in the environment (rank_from_environment), NCCL bootstrapped
+// through the file MUONGPT_NCCL_ID_FILE (GPU builds with NCCL); the
+// single-process communicator otherwise. Being launched by MPI in a build
+// without it, or with several ranks and no NCCL, is an error.
 std::unique_ptr<Comm> make_comm();
+
+#if MUONGPT_HAVE_NCCL
+// src/backend/cuda/nccl_host_comm.cu
+std::unique_ptr<Comm> make_nccl_host_comm(int rank, int world);
+#endif
 
 std::unique_ptr<Comm> make_single_comm();
 

@@ -21,26 +21,29 @@ void scale_rows(const ParamSpec& spec, T* params, int row0, int rows, double f) 
 
 }  // namespace
 
+QkParams qk_params(const ParamTable& table, int layer) {
+  const std::string b = "blocks." + std::to_string(layer) + ".attn.";
+  QkParams p;
+  if (const ParamSpec* fused = table.find(b + "qkv.weight")) {
+    p.wq = p.wk = fused;
+    p.bq = p.bk = table.find(b + "qkv.bias");
+    p.k0 = fused->rows() / 3;
+  } else {
+    p.wq = table.find(b + "q.weight");
+    p.wk = table.find(b + "k.weight");
+    p.bq = table.find(b + "q.bias");
+    p.bk = table.find(b + "k.bias");
+    if (!p.wq || !p.wk) fail("QK-clip: layer ", layer, " has neither ", b, "qkv.weight nor ", b, "q.weight/k.weight");
+  }
+  return p;
+}
+
 template <class T>
 int qk_clip(const ParamTable& table, T* params, const T* max_logits, int n_layer, int n_head, double tau,
             double alpha) {
   int clipped = 0;
   for (int l = 0; l < n_layer; ++l) {
-    const std::string b = "blocks." + std::to_string(l) + ".attn.";
-    // (weight, bias, first row of head 0) for q and for k
-    const ParamSpec *wq, *wk, *bq, *bk;
-    int q0 = 0, k0 = 0;
-    if (const ParamSpec* fused = table.find(b + "qkv.weight")) {
-      wq = wk = fused;
-      bq = bk = table.find(b + "qkv.bias");
-      k0 = fused->rows() / 3;
-    } else {
-      wq = table.find(b + "q.weight");
-      wk = table.find(b + "k.weight");
-      bq = table.find(b + "q.bias");
-      bk = table.find(b + "k.bias");
-      if (!wq || !wk) fail("QK-clip: layer ", l, " has neither ", b, "qkv.weight nor ", b, "q.weight/k.weight");
-    }
+    const auto [wq, wk, bq, bk, q0, k0] = qk_params(table, l);
     const int C = wq->cols();
     MUONGPT_CHECK(C % n_head == 0, "QK-clip: d_model ", C, " is not divisible by ", n_head, " heads");
     const int D = C / n_head;

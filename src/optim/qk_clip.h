@@ -19,6 +19,15 @@
 
 namespace muongpt {
 
+// Where layer l's q and k live: weight and bias (null without biases) and the
+// first row of head 0 in each (the fused qkv matrix holds k from row d_model).
+// Throws if the layer has no attention weights.
+struct QkParams {
+  const ParamSpec *wq = nullptr, *wk = nullptr, *bq = nullptr, *bk = nullptr;
+  int q0 = 0, k0 = 0;
+};
+QkParams qk_params(const ParamTable& table, int layer);
+
 // Rescales the q/k rows of every head whose max logit exceeds tau; returns
 // how many heads it rescaled. max_logits: n_layer x n_head (n_layer = the
 // table's number of blocks). Throws if a layer has no attention weights.

@@ -6,7 +6,7 @@
 // On the CPU the host copies are the model's own buffers and both transfers
 // do nothing. On the GPU this is the first, correct path: the gradients come
 // to the host once per step and the updated parameters go back (the fast path
-// keeps the optimizer on the GPU).
+// keeps the optimizer on the GPU: DeviceStep below).
 #pragma once
 
 #include <cstdint>
@@ -15,9 +15,32 @@
 #include <vector>
 
 #include "config/config.h"
+#include "dist/comm.h"
 #include "model/params.h"
 
 namespace muongpt {
+
+// The optimizer step kept on the model's device (the GPU's DeviceOptimizer,
+// src/backend/cuda/device_optimizer.h), for one rank: the gradients, the
+// optimizer state and the master weights never leave the device during
+// training. Checkpoints read and write the state through host copies with the
+// host optimizer's names, so checkpoints move between the two paths.
+class DeviceStep {
+ public:
+  virtual ~DeviceStep() = default;
+  // Sums the device gradients over ranks (NCCL); nothing with one rank.
+  virtual void allreduce_grads() = 0;
+  // The max attention logits of the model's last forward (QK-clip); call
+  // after every micro-batch.
+  virtual void observe_attention_logits() = 0;
+  // Gradient norm (computed on the device, the one value read back per step),
+  // clipping to max_norm when max_norm > 0 and the norm exceeds it, then the
+  // optimizer step `step` (0-based) on the device parameters.
+  virtual double clip_and_step(double max_norm, int step) = 0;
+  virtual std::vector<std::string> state_names() const = 0;
+  virtual std::vector<float> get_state(const std::string& name) const = 0;
+  virtual void set_state(const std::string& name, const std::vector<float>& values) = 0;
+};
 
 class ModelBackend {
  public:
@@ -33,6 +56,16 @@ class ModelBackend {
   virtual std::vector<float> max_attention_logits() const = 0;
   virtual void grads_to_host() {}
   virtual void params_to_device() {}
+  // Refreshes params() from the device (after device steps, before a checkpoint).
+  virtual void params_to_host() {}
+  // The device optimizer step for these groups, or null where the optimizer
+  // runs on the host copies (the CPU; several ranks in a build without NCCL).
+  // Collective over `comm` (it bootstraps NCCL with several ranks).
+  virtual std::unique_ptr<DeviceStep> make_device_step(const OptimConfig& optim, const ScheduleConfig& schedule,
+                                                       int total_steps, const std::string& source, Comm& comm,
+                                                       double timeout_s) {
+    return nullptr;
+  }
 };
 
 // device: "cpu" or "cuda" (see select_device). Parameters start at zero:

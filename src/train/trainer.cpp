@@ -47,21 +47,36 @@ Trainer::Trainer(const Config& cfg, const std::string& source, Comm& comm, const
       optimizer_(model_->table(), cfg.optim, cfg.schedule, cfg.train.steps, source, cfg.dist, &comm,
                  cfg.model.n_head) {
   comm_.set_timeout(cfg.dist.timeout_s);
+  // On the GPU the optimizer stays on the device (gradients summed with NCCL
+  // over several ranks, state replicated on every rank). Diagnostics,
+  // sharded optimizer state (dist.zero_stage, dist.muon) and
+  // dist.gpu_gradients = host use the host optimizer.
+  const bool host_gradients = comm.world() > 1 && (optimizer_.plan().any_sharded() || cfg.dist.gpu_gradients == "host");
+  if (cfg.optim.diagnostics_every == 0 && !host_gradients)
+    device_step_ = model_->make_device_step(cfg.optim, cfg.schedule, cfg.train.steps, source, comm, cfg.dist.timeout_s);
   init_params<float>(model_->table(), model_->params().data(), cfg.train.seed);
   model_->params_to_device();
   loader_ = std::make_unique<PrefetchingLoader>(
       std::make_unique<TrainLoader>(cfg.data.train_pattern, "data.train_pattern", geometry_, cfg.model.vocab_size,
-                                    Packing{cfg.data.bos_aligned, cfg.data.max_doc_len}));
+                                    Packing{cfg.data.bos_aligned, cfg.data.max_doc_len}),
+      /*pin_memory=*/device == "cuda");
   if (cfg.data.val_tokens > 0)
     val_ = std::make_unique<ValSet>(cfg.data.val_pattern, "data.val_pattern", cfg.data.val_tokens, cfg.batch.seq_len,
                                     cfg.model.vocab_size);
+}
+
+void Trainer::check_finite_loss(double loss) const {
+  if (!std::isfinite(loss))
+    fail("training diverged: the loss is ", loss, " at step ", step_ + 1, " (lr factor ",
+         lr_factor(cfg_.schedule, step_, cfg_.train.steps),
+         "); lower the learning rates or enable optim.grad_clip. Checkpoints written so far are intact.");
 }
 
 StepStats Trainer::train_step() {
   StepStats s;
   const auto t_step = Clock::now();
   auto t = Clock::now();
-  StepBatch batch = loader_->next();
+  const StepBatch& batch = loader_->next();
   s.data_ms = ms_since(t);
 
   const int B = geometry_.micro_batch, T = geometry_.seq_len;
@@ -73,11 +88,31 @@ StepStats Trainer::train_step() {
     t = Clock::now();
     loss_sum += model_->forward(batch.inputs.data() + m * per_micro, batch.targets.data() + m * per_micro, B, T,
                                batch.doc_ids.data() + m * per_micro);
-    optimizer_.observe_attention_logits(model_->max_attention_logits(), cfg_.model.n_head);  // QK-clip, diagnostics
+    if (device_step_)
+      device_step_->observe_attention_logits();
+    else
+      optimizer_.observe_attention_logits(model_->max_attention_logits(), cfg_.model.n_head);  // QK-clip, diagnostics
     s.forward_ms += ms_since(t);
     t = Clock::now();
     model_->backward(loss_scale);
     s.backward_ms += ms_since(t);
+  }
+  if (device_step_) {  // all-reduce, norm, clipping and the update on the device
+    t = Clock::now();
+    double loss = loss_sum / geometry_.grad_accum;
+    comm_.allreduce_sum(&loss, 1, "train loss");
+    s.train_loss = loss / comm_.world();
+    device_step_->allreduce_grads();
+    s.comm_ms = ms_since(t);
+    check_finite_loss(s.train_loss);
+    t = Clock::now();
+    s.grad_norm = device_step_->clip_and_step(cfg_.optim.grad_clip, step_);
+    s.lr_factor = lr_factor(cfg_.schedule, step_, cfg_.train.steps);
+    s.optim_ms = ms_since(t);
+    ++step_;
+    s.step = step_;
+    s.step_ms = ms_since(t_step);
+    return s;
   }
   model_->grads_to_host();
   t = Clock::now();
@@ -87,10 +122,7 @@ StepStats Trainer::train_step() {
   auto& grads = model_->grads();
   comm_.allreduce_sum(grads.data(), grads.size(), "gradients");
   s.comm_ms = ms_since(t);
-  if (!std::isfinite(s.train_loss))
-    fail("training diverged: the loss is ", s.train_loss, " at step ", step_ + 1,
-         " (lr factor ", lr_factor(cfg_.schedule, step_, cfg_.train.steps),
-         "); lower the learning rates or enable optim.grad_clip. Checkpoints written so far are intact.");
+  check_finite_loss(s.train_loss);
 
   t = Clock::now();
   s.grad_norm = std::sqrt(cpu::deterministic_sum<double>(grads.size(), [&](size_t i) { return double(grads[i]) * grads[i]; }));
@@ -128,7 +160,13 @@ double Trainer::evaluate() {
 std::string Trainer::save_checkpoint(const std::string& dir) {
   const std::string path = (fs::path(dir) / checkpoint_name(step_)).string();
   std::vector<std::pair<std::string, std::vector<float>>> state;  // gathered on rank 0
-  optimizer_.gather_state([&](const std::string& name, const std::vector<float>& full) { state.emplace_back(name, full); });
+  if (device_step_) {
+    model_->params_to_host();
+    for (const std::string& name : device_step_->state_names()) state.emplace_back(name, device_step_->get_state(name));
+  } else {
+    optimizer_.gather_state(
+        [&](const std::string& name, const std::vector<float>& full) { state.emplace_back(name, full); });
+  }
   if (!comm_.is_root()) return path;
   std::vector<CheckpointTensor> tensors;
   for (const auto& spec : model_->table().params())
@@ -152,9 +190,17 @@ void Trainer::load_checkpoint(const std::string& path) {
   for (const auto& spec : model_->table().params())
     ckpt.read(spec.name, model_->params().data() + spec.offset, spec.numel);
   model_->params_to_device();
-  optimizer_.load_state([&](const std::string& name, size_t first, size_t count, float* out) {
-    ckpt.read_range(name, optimizer_.state_numel(name), first, count, out);
-  });
+  if (device_step_) {
+    for (const std::string& name : device_step_->state_names()) {
+      std::vector<float> values(optimizer_.state_numel(name));
+      ckpt.read(name, values.data(), values.size());
+      device_step_->set_state(name, values);
+    }
+  } else {
+    optimizer_.load_state([&](const std::string& name, size_t first, size_t count, float* out) {
+      ckpt.read_range(name, optimizer_.state_numel(name), first, count, out);
+    });
+  }
   const auto& h = ckpt.header();
   try {
     step_ = h.at("step").get<int>();
@@ -268,6 +314,10 @@ void run_training(const RunOptions& options) {
     std::printf("muongpt %s | %s | device %s | %s\n", MUONGPT_VERSION, source.c_str(), trainer.model().device().c_str(),
                 comm->name().c_str());
     if (!cfg.meta.record.empty()) std::printf("record: %s\n", cfg.meta.record.c_str());
+    if (device != "cpu")
+      std::printf("optimizer: %s\n", trainer.optimizer_on_device()
+                                         ? "on the GPU"
+                                         : "on the host (sharded optimizer state, dist.gpu_gradients = host or optim.diagnostics_every > 0)");
     std::printf("model: %d layers, d_model %d, %d heads, %s params | batch %lld tokens = %d x %d seq x %d accum x %d ranks\n",
                 m.n_layer, m.d_model, m.n_head, format_count(static_cast<double>(trainer.model().table().total())).c_str(),
                 static_cast<long long>(cfg.batch.global_tokens), cfg.batch.micro_batch, cfg.batch.seq_len,
@@ -316,10 +366,12 @@ void run_training(const RunOptions& options) {
       nlohmann::json rec = {{"step", s.step},           {"train_loss", s.train_loss}, {"lr_factor", s.lr_factor},
                             {"grad_norm", s.grad_norm}, {"tokens", trainer.tokens_seen()},
                             {"step_ms", s.step_ms},     {"tokens_per_s", tok_s}};
-      nlohmann::json update_rms;
-      const auto& groups = trainer.optimizer().config().groups;
-      for (size_t g = 0; g < groups.size(); ++g) update_rms[groups[g].name] = trainer.optimizer().last_update_rms()[g];
-      rec["update_rms"] = update_rms;
+      if (!trainer.optimizer_on_device()) {  // the device optimizer does not measure the update RMS
+        nlohmann::json update_rms;
+        const auto& groups = trainer.optimizer().config().groups;
+        for (size_t g = 0; g < groups.size(); ++g) update_rms[groups[g].name] = trainer.optimizer().last_update_rms()[g];
+        rec["update_rms"] = update_rms;
+      }
       const OptimDiagnostics& diag = trainer.optimizer().diagnostics();
       if (diag.step == s.step - 1) rec["diagnostics"] = diag.to_json(cfg.optim);
       metrics.write(rec);

@@ -55,15 +55,19 @@ class Trainer {
   const Config& config() const { return cfg_; }
   ModelBackend& model() { return *model_; }
   Optimizer<float>& optimizer() { return optimizer_; }
+  // True when the optimizer runs on the device (see DeviceStep).
+  bool optimizer_on_device() const { return device_step_ != nullptr; }
   int grad_accum() const { return geometry_.grad_accum; }
 
  private:
+  void check_finite_loss(double loss) const;
   Config cfg_;
   std::string source_;
   Comm& comm_;
   BatchGeometry geometry_;
   std::unique_ptr<ModelBackend> model_;
-  Optimizer<float> optimizer_;
+  Optimizer<float> optimizer_;                // host optimizer (also validates the groups)
+  std::unique_ptr<DeviceStep> device_step_;  // the optimizer on the GPU, when it runs there
   std::unique_ptr<PrefetchingLoader> loader_;
   std::unique_ptr<ValSet> val_;
   int step_ = 0;

@@ -137,8 +137,47 @@ TEST_CASE("gpu training: 10 Muon + AdamW steps follow the CPU's losses", "[gpu][
     REQUIRE(std::isfinite(g.train_loss));
     REQUIRE(std::abs(g.train_loss - c.train_loss) <= 2e-2 * std::abs(c.train_loss));
   }
+  REQUIRE(gpu_trainer.optimizer_on_device());
   // and the GPU run is deterministic: a second one gives the same parameters bit for bit
   Trainer again(cfg, "test", *comm, "cuda");
   for (int step = 0; step < 10; ++step) again.train_step();
+  again.model().params_to_host();
+  gpu_trainer.model().params_to_host();
   require_same_bits(again.model().params(), gpu_trainer.model().params(), "parameters after 10 steps");
+}
+
+TEST_CASE("gpu training: the host-optimizer path follows the device-optimizer path", "[gpu][model][train]") {
+  Config cfg = load_config("configs/tiny.json", {"model.n_layer=2", "batch.micro_batch=4", "batch.global_tokens=1024",
+                                                 "data.val_tokens=0", "train.steps=6"});
+  auto comm = make_single_comm();
+  Trainer device_opt(cfg, "test", *comm, "cuda");
+  cfg.optim.diagnostics_every = 3;  // diagnostics keep the optimizer on the host
+  Trainer host_opt(cfg, "test", *comm, "cuda");
+  REQUIRE(device_opt.optimizer_on_device());
+  REQUIRE_FALSE(host_opt.optimizer_on_device());
+  for (int step = 0; step < 6; ++step) {
+    INFO("step " << step + 1);
+    const double a = device_opt.train_step().train_loss, b = host_opt.train_step().train_loss;
+    REQUIRE(std::abs(a - b) <= 1e-2 * std::abs(b));
+  }
+}
+
+TEST_CASE("gpu training: resuming from a checkpoint gives the uninterrupted run's bits", "[gpu][model][train]") {
+  Config cfg = load_config("configs/tiny.json", {"model.n_layer=2", "batch.micro_batch=4", "batch.global_tokens=1024",
+                                                 "data.val_tokens=0", "train.steps=8"});
+  auto comm = make_single_comm();
+  const auto dir = test::scratch_dir("gpu_resume");
+  Trainer straight(cfg, "test", *comm, "cuda");
+  std::vector<double> losses;
+  for (int step = 0; step < 8; ++step) losses.push_back(straight.train_step().train_loss);
+  Trainer first(cfg, "test", *comm, "cuda");
+  for (int step = 0; step < 4; ++step) first.train_step();
+  const std::string ckpt = first.save_checkpoint(dir.string());
+  Trainer resumed(cfg, "test", *comm, "cuda");
+  resumed.load_checkpoint(ckpt);
+  REQUIRE(resumed.step() == 4);
+  for (int step = 4; step < 8; ++step) {
+    INFO("step " << step + 1);
+    REQUIRE(resumed.train_step().train_loss == losses[step]);
+  }
 }

@@ -262,3 +262,80 @@ TEST_CASE("gpu newton_schulz on the row blocks of a fused q/k/v matrix equals se
                       single.run(Gb, ns, mm), "block vs separate call");
   }
 }
+
+// The batched form (the DeviceOptimizer's): count same-shape matrices at a
+// fixed stride, each scaled differently (so a shared norm would show), against
+// separate newton_schulz calls (||batched - single||_F / ||single||_F <= 1e-2:
+// the same bf16 pipeline, only cuBLASLt's kernel choice for a batch may
+// differ; usually 0) and against the CPU reference per matrix (3e-2, as
+// above), with every matrix's singular values inside the table's band
+// widened for bf16. count == 1 is the single call (same bits); reruns too.
+TEST_CASE("gpu newton_schulz_batched equals per-matrix calls and the CPU", "[gpu][newton_schulz]") {
+  gpu::Matmul mm;
+  struct Shape {
+    int rows, cols, count;
+  };
+  REQUIRE(gpu::newton_schulz_batched_workspace(3, 96, 256) == 3 * gpu::newton_schulz_workspace(96, 256));
+  REQUIRE(gpu::newton_schulz_batched_scratch_doubles(1) == gpu::newton_schulz_scratch_doubles());
+  for (const Shape s : {Shape{64, 64, 4}, Shape{96, 256, 3}, Shape{300, 128, 3}, Shape{33, 101, 5}, Shape{128, 128, 1}})
+    for (const NsCase& ns : {quintic_case(), polar_case()}) {
+      INFO("shape " << s.rows << "x" << s.cols << " x" << s.count << ", " << ns.name);
+      const size_t n = size_t(s.rows) * s.cols;
+      const size_t g_stride = n + 37, out_stride = n + 64;  // G at an odd stride, out 128-byte steps
+      std::vector<float> G(g_stride * s.count, 1e9f);       // the gaps hold garbage
+      for (int j = 0; j < s.count; ++j) {
+        const auto Gj = test::random_vector<float>(n, 500 + 13 * j + s.rows);
+        const float scale = std::pow(10.0f, static_cast<float>(j) - 1.0f);
+        for (size_t i = 0; i < n; ++i) G[j * g_stride + i] = Gj[i] * scale;
+      }
+      const auto coeffs = gpu::ns_coefficients(ns.table);
+      DeviceArray<float> d_g(G);
+      DeviceBf16 d_out(out_stride * s.count), d_ws(gpu::newton_schulz_batched_workspace(s.count, s.rows, s.cols));
+      DeviceArray<double> d_scratch(gpu::newton_schulz_batched_scratch_doubles(s.count));
+      auto run_batched = [&] {
+        gpu::newton_schulz_batched(d_out.get(), out_stride, d_g.get(), g_stride, s.count, s.rows, s.cols,
+                                   coeffs.data(), static_cast<int>(coeffs.size()), static_cast<float>(ns.norm_scale),
+                                   static_cast<float>(ns.eps), d_ws.get(), d_scratch.get(), mm, nullptr);
+        return d_out.download_bits();
+      };
+      const auto bits = run_batched();
+      GpuNewtonSchulz single(s.rows, s.cols);
+      for (int j = 0; j < s.count; ++j) {
+        INFO("matrix " << j);
+        const std::vector<float> Gj(G.begin() + j * g_stride, G.begin() + j * g_stride + n);
+        const std::vector<uint16_t> got_bits(bits.begin() + j * out_stride, bits.begin() + j * out_stride + n);
+        const auto one_bits = single.run(Gj, ns, mm);
+        if (s.count == 1) require_same_bits(got_bits, one_bits, "count 1 vs the single call");
+        const auto got = bits_to_float(got_bits), one = bits_to_float(one_bits);
+        require_finite(got, "batched output");
+        auto ref = Gj;
+        cpu::newton_schulz(ref.data(), s.rows, s.cols, ns.table, ns.norm_scale, ns.eps);
+        double d_single = 0, d_ref = 0, n_single = 0, n_ref = 0;
+        for (size_t i = 0; i < n; ++i) {
+          d_single += (double(got[i]) - one[i]) * (double(got[i]) - one[i]);
+          n_single += double(one[i]) * one[i];
+          d_ref += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
+          n_ref += double(ref[i]) * ref[i];
+        }
+        INFO("vs single " << std::sqrt(d_single / n_single) << ", vs cpu " << std::sqrt(d_ref / n_ref));
+        CHECK(std::sqrt(d_single / n_single) <= 1e-2);
+        CHECK(std::sqrt(d_ref / n_ref) <= 3e-2);
+        const auto sv_in = singular_values(Gj, s.rows, s.cols);
+        const double denom = ns.norm_scale * frobenius(sv_in) + ns.eps;
+        double band_lo = INFINITY, band_hi = -INFINITY;
+        const double x_lo = sv_in.front() / denom, x_hi = sv_in.back() / denom;
+        for (int i = 0; i <= 20000; ++i) {
+          const double x = x_lo * std::pow(x_hi / x_lo, double(i) / 20000);
+          band_lo = std::min(band_lo, scalar_map(x, ns));
+          band_hi = std::max(band_hi, scalar_map(x, ns));
+        }
+        const auto sv_out = singular_values(got, s.rows, s.cols);
+        INFO("band [" << band_lo << ", " << band_hi << "], got [" << sv_out.front() << ", " << sv_out.back() << "]");
+        CHECK(sv_out.front() >= band_lo - 0.04);
+        CHECK(sv_out.back() <= band_hi + 0.04);
+      }
+      // a rerun (workspace scribbled on) gives the same bits, the gaps between outputs included
+      CUDA_CHECK(cudaMemset(d_ws.get(), 0x3f, d_ws.size() * sizeof(uint16_t)));
+      require_same_bits(run_batched(), bits, "batched rerun");
+    }
+}

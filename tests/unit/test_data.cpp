@@ -264,7 +264,7 @@ TEST_CASE("BOS-aligned packing: the same sequences for any world size, and exact
   for (int i = 0; i < 400; ++i) lengths.push_back(2 + (i * 13) % 31);
   const std::string pattern = make_document_shard("bos_world", lengths);
   const int T = 6, global_seqs = 12;
-  std::vector<std::vector<int32_t>> reference;  // per step, the 12 sequences in order
+  std::vector<HostVector<int32_t>> reference;  // per step, the 12 sequences in order
   {
     BatchGeometry g{global_seqs, T, 1, 0, 1};
     TrainLoader loader(pattern, "data.train_pattern", g, 50257, Packing{true, 0});
@@ -278,7 +278,7 @@ TEST_CASE("BOS-aligned packing: the same sequences for any world size, and exact
       loaders.emplace_back(pattern, "data.train_pattern", BatchGeometry{B, T, accum, r, world}, 50257,
                            Packing{true, 0});
     for (int s = 0; s < 5; ++s) {
-      std::vector<int32_t> step(static_cast<size_t>(global_seqs) * T);
+      HostVector<int32_t> step(static_cast<size_t>(global_seqs) * T);
       for (int r = 0; r < world; ++r) {
         const StepBatch b = loaders[r].next();
         for (int m = 0; m < accum; ++m)
@@ -306,4 +306,43 @@ TEST_CASE("BOS-aligned packing: a shard too short for one step is an error", "[d
   BatchGeometry g{2, 8, 1, 0, 1};  // needs 2 documents' starts, but 40 tokens suffice by count
   TrainLoader loader(pattern, "data.train_pattern", g, 50257, Packing{true, 0});
   require_error([&] { loader.next(); }, {"data.train_pattern", "BOS-aligned", "data.bos_aligned"});
+}
+
+TEST_CASE("the prefetching loader hands out the same batches with pinned buffers, reusing two slots",
+          "[data][loader]") {
+  const std::string pattern = make_shards("pinned", {400, 300});
+  BatchGeometry g{2, 5, 2, 0, 1};
+  TrainLoader reference(pattern, "data.train_pattern", g, 50257);
+  PrefetchingLoader plain(std::make_unique<TrainLoader>(pattern, "data.train_pattern", g, 50257));
+  PrefetchingLoader pinned(std::make_unique<TrainLoader>(pattern, "data.train_pattern", g, 50257), /*pin_memory=*/true);
+  std::set<const int32_t*> buffers;
+  for (int s = 0; s < 9; ++s) {
+    const StepBatch expected = reference.next();
+    const StepBatch& a = plain.next();
+    const StepBatch& b = pinned.next();
+    REQUIRE(a.inputs == expected.inputs);
+    REQUIRE(b.inputs == expected.inputs);
+    REQUIRE(b.targets == expected.targets);
+    REQUIRE(b.doc_ids == expected.doc_ids);
+    REQUIRE(b.position.offset == expected.position.offset);
+    buffers.insert(b.inputs.data());
+  }
+  REQUIRE(buffers.size() == 2);  // double buffering, no allocation per step
+  // Page-locked exactly when this process can have it (a CUDA build on a machine with a GPU).
+  REQUIRE(pinned.pinned() == host_memory::pinning_available());
+  REQUIRE_FALSE(plain.pinned());
+}
+
+TEST_CASE("host buffers: heap or page-locked blocks, aligned and freed by any allocator", "[util]") {
+  HostVector<double> a(HostAllocator<double>(true));
+  a.assign(1000, 1.5);
+  REQUIRE(reinterpret_cast<uintptr_t>(a.data()) % 64 == 0);
+  REQUIRE(host_memory::is_pinned(a.data()) == host_memory::pinning_available());
+  HostVector<double> b(HostAllocator<double>(false));
+  b = std::move(a);  // the heap/pinned tag travels with the block
+  REQUIRE(b.size() == 1000);
+  REQUIRE(b[999] == 1.5);
+  REQUIRE(host_memory::is_pinned(b.data()) == host_memory::pinning_available());
+  HostVector<int> c(3, 7, HostAllocator<int>(false));
+  REQUIRE_FALSE(host_memory::is_pinned(c.data()));
 }

@@ -366,6 +366,8 @@ cudaStream_t GptCuda::stream() const { return impl_->stream; }
 float* GptCuda::device_params() { return impl_->params; }
 void* GptCuda::device_params_bf16() { return impl_->params_bf16; }
 float* GptCuda::device_grads() { return impl_->grads; }
+const float* GptCuda::device_max_logits() const { return impl_->max_logits; }
+gpu::Matmul& GptCuda::matmul() { return impl_->matmul; }
 
 void GptCuda::set_params(const std::vector<float>& host) {
   Impl& m = *impl_;

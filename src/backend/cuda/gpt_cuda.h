@@ -28,6 +28,10 @@
 
 namespace muongpt {
 
+namespace gpu {
+class Matmul;
+}
+
 class GptCuda {
  public:
   GptCuda(const ModelConfig& cfg, int max_batch, int max_seq_len);
@@ -55,10 +59,14 @@ class GptCuda {
   // Largest pre-softmax attention logit per layer and head (n_layer x n_head).
   std::vector<float> max_attention_logits() const;
 
-  // Device buffers for the optimizer: fp32 master, bf16 copy, fp32 grads.
+  // Device buffers for the optimizer: fp32 master, bf16 copy, fp32 grads,
+  // and the max attention logits of the last forward (n_layer x n_head).
   float* device_params();
   void* device_params_bf16();
   float* device_grads();
+  const float* device_max_logits() const;
+  // The cuBLASLt wrapper the model uses (shared with the optimizer).
+  gpu::Matmul& matmul();
 
  private:
   struct Impl;

@@ -1,11 +1,19 @@
 // The GPU model behind the Trainer's ModelBackend interface (see
 // src/train/model_backend.h): GptCuda plus the host copies of parameters and
 // gradients that the optimizer and checkpoints use.
+#include <cmath>
 #include <cstdlib>
 #include <string>
 
+#include "backend/cuda/device_optimizer.h"
 #include "backend/cuda/gpt_cuda.h"
+#include "backend/cuda/local_gpu.h"
+#if MUONGPT_HAVE_NCCL
+#include "backend/cuda/nccl_comm.h"
+#endif
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/optimizer.cuh"
+#include "kernels/cuda/reduce.cuh"
 #include "train/model_backend.h"
 #include "util/error.h"
 
@@ -13,16 +21,59 @@ namespace muongpt {
 
 namespace {
 
-// The GPU of this process: the node-local rank (set by mpirun or srun) modulo
-// the number of visible GPUs, so that the ranks of a node spread over its GPUs.
-int local_device() {
-  int count = 0;
-  CUDA_CHECK(cudaGetDeviceCount(&count));
-  if (count == 0) fail("--device cuda: no CUDA device is visible");
-  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "LOCAL_RANK"})
-    if (const char* v = std::getenv(var)) return std::atoi(v) % count;
-  return 0;
-}
+// Gradient norm, clipping and the optimizer, all on the model's stream.
+class CudaDeviceStep final : public DeviceStep {
+ public:
+  CudaDeviceStep(GptCuda& model, const OptimConfig& optim, const ScheduleConfig& schedule, int total_steps,
+                 const std::string& source, Comm& comm, double timeout_s)
+      : model_(model),
+        optimizer_(model.table(), optim, schedule, total_steps, source, model.config().n_head, model.matmul(),
+                   model.stream()) {
+    CUDA_CHECK(cudaMalloc(&sum_sq_, sizeof(double) * (1 + gpu::reduce_scratch_doubles())));
+#if MUONGPT_HAVE_NCCL
+    if (comm.world() > 1) nccl_ = std::make_unique<NcclComm>(comm, model.stream(), timeout_s);
+#else
+    MUONGPT_CHECK(comm.world() == 1, "several ranks need NCCL for the device step");
+#endif
+  }
+
+  void allreduce_grads() override {
+#if MUONGPT_HAVE_NCCL
+    if (nccl_) nccl_->all_reduce_sum(model_.device_grads(), model_.table().total(), "gradients");
+#endif
+  }
+  ~CudaDeviceStep() override { cudaFree(sum_sq_); }
+  CudaDeviceStep(const CudaDeviceStep&) = delete;
+  CudaDeviceStep& operator=(const CudaDeviceStep&) = delete;
+
+  void observe_attention_logits() override { optimizer_.observe_attention_logits(model_.device_max_logits()); }
+
+  double clip_and_step(double max_norm, int step) override {
+    const size_t n = model_.table().total();
+    cudaStream_t s = model_.stream();
+    gpu::grad_sum_squares(sum_sq_, model_.device_grads(), n, sum_sq_ + 1, s);
+    double sum_sq = 0;
+    CUDA_CHECK(cudaMemcpyAsync(&sum_sq, sum_sq_, sizeof(double), cudaMemcpyDeviceToHost, s));
+    gpu::clip_grad_scale(model_.device_grads(), n, sum_sq_, max_norm, s);
+    optimizer_.step(model_.device_params(), model_.device_params_bf16(), model_.device_grads(), step);
+    CUDA_CHECK(cudaStreamSynchronize(s));  // the norm is read; the step is done before the next forward anyway
+    return std::sqrt(sum_sq);
+  }
+
+  std::vector<std::string> state_names() const override { return optimizer_.state_names(); }
+  std::vector<float> get_state(const std::string& name) const override { return optimizer_.get_state(name); }
+  void set_state(const std::string& name, const std::vector<float>& values) override {
+    optimizer_.set_state(name, values);
+  }
+
+ private:
+  GptCuda& model_;
+  DeviceOptimizer optimizer_;
+  double* sum_sq_ = nullptr;  // [0] = sum of squares, then the reduction scratch
+#if MUONGPT_HAVE_NCCL
+  std::unique_ptr<NcclComm> nccl_;  // several ranks
+#endif
+};
 
 class CudaModel final : public ModelBackend {
  public:
@@ -45,10 +96,21 @@ class CudaModel final : public ModelBackend {
   std::vector<float> max_attention_logits() const override { return model_.max_attention_logits(); }
   void grads_to_host() override { grads_ = model_.grads(); }
   void params_to_device() override { model_.set_params(params_); }
+  void params_to_host() override { params_ = model_.params(); }
+  std::unique_ptr<DeviceStep> make_device_step(const OptimConfig& optim, const ScheduleConfig& schedule,
+                                               int total_steps, const std::string& source, Comm& comm,
+                                               double timeout_s) override {
+#if !MUONGPT_HAVE_NCCL
+    if (comm.world() > 1) return nullptr;  // host all-reduce and the host optimizer
+#endif
+    std::string why;
+    if (!DeviceOptimizer::supports(optim, why)) return nullptr;  // e.g. diagnostics: the host optimizer runs them
+    return std::make_unique<CudaDeviceStep>(model_, optim, schedule, total_steps, source, comm, timeout_s);
+  }
 
  private:
   static int select() {
-    const int index = local_device();
+    const int index = local_gpu_index();
     CUDA_CHECK(cudaSetDevice(index));
     return index;
   }

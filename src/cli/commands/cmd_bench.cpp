@@ -2,11 +2,13 @@
 // written). Prints the time split and, as its last line, one JSON object.
 // bench --comm: bandwidth of the collectives at the config's bucket sizes and
 // a sweep of sizes (start it under mpirun; see src/dist/comm_bench.h).
+// bench --attention, bench --optimizer: see bench_modes.h.
 #include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
 
+#include "cli/commands/bench_modes.h"
 #include "cli/commands/commands.h"
 #include "cli/commands/run_options.h"
 #include "config/config_io.h"
@@ -63,7 +65,11 @@ void register_bench(CLI::App& app) {
                 "measure all-reduce / reduce-scatter / all-gather bandwidth at the config's bucket sizes "
                 "(one block, embedding, head, all gradients) and a size sweep; run under mpirun");
   cmd->add_option("--max-mb", *max_mb, "with --comm: largest size of the sweep in MiB")->check(CLI::PositiveNumber);
-  cmd->callback([o, steps, warmup, comm_mode, max_mb] {
+  const BenchMode attention_mode = add_attention_bench(cmd);
+  const BenchMode optimizer_mode = add_optimizer_bench(cmd);
+  cmd->callback([o, steps, warmup, comm_mode, max_mb, attention_mode, optimizer_mode] {
+    if (attention_mode(*o, *steps, *warmup)) return;
+    if (optimizer_mode(*o, *steps, *warmup)) return;
     std::unique_ptr<Comm> comm = make_comm();
     if (*comm_mode) {
       run_comm_bench(*comm, *o, *steps, *warmup, *max_mb);
