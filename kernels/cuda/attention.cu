@@ -73,6 +73,34 @@ __device__ float from_ordered_key(unsigned key) {
   return __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
 }
 
+// The barrier before a block loads its next tile (it also keeps the previous
+// tile alive until every warp is done with it). With a document mask it
+// returns whether any thread's rows see the tile (block-uniform), so that a
+// tile no one sees is skipped; without one every tile in range is needed.
+__device__ __forceinline__ bool sync_tile_needed(unsigned visible, bool doc_mask) {
+  if (doc_mask) return __syncthreads_or(visible != 0) != 0;
+  __syncthreads();
+  return true;
+}
+
+// The two scores of the backward for this warp's rows r against the lane's
+// row of the other tile: s[r] = own_a[row0 + r] . lane_a and
+// dp[r] = own_b[row0 + r] . lane_b (own rows D apart).
+__device__ __forceinline__ void backward_row_dots(float (&s)[kRowsPerWarp], float (&dp)[kRowsPerWarp],
+                                                  const float* own_a, const float* own_b, const float* lane_a,
+                                                  const float* lane_b, int row0, int D) {
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) s[r] = dp[r] = 0.0f;
+  for (int d = 0; d < D; ++d) {
+    const float ad = lane_a[d], bd = lane_b[d];
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      s[r] += own_a[(row0 + r) * D + d] * ad;
+      dp[r] += own_b[(row0 + r) * D + d] * bd;
+    }
+  }
+}
+
 // Forward. Grid: one block per (query tile, b*h), tiles with the most keys
 // first. Shared: Q tile [kTile][D], K tile [kTile][D|1], V tile [kTile][D].
 __global__ void __launch_bounds__(kThreads)
@@ -115,12 +143,7 @@ __global__ void __launch_bounds__(kThreads)
       const int t = q0 + row0 + r;
       if (t < T && mask.allowed(t, j)) visible |= 1u << r;
     }
-    // The barrier also keeps the previous tile's sK/sV alive until every warp is done.
-    if (doc_ids) {
-      if (!__syncthreads_or(visible != 0)) continue;  // no query of the block sees this tile
-    } else {
-      __syncthreads();
-    }
+    if (!sync_tile_needed(visible, doc_ids != nullptr)) continue;  // no query of the block sees this tile
     load_tile(sK, kstride, k + head, pos_stride, k0, T, D);
     load_tile(sV, D, v + head, pos_stride, k0, T, D);
     __syncthreads();
@@ -255,11 +278,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r)
       if (t < T && mask.allowed(t, k0 + row0 + r)) visible |= 1u << r;
-    if (doc_ids) {
-      if (!__syncthreads_or(visible != 0)) continue;
-    } else {
-      __syncthreads();
-    }
+    if (!sync_tile_needed(visible, doc_ids != nullptr)) continue;
     load_tile(sQ, qstride, q + head, pos_stride, q0, T, D);
     load_tile(sdO, qstride, dout + head, pos_stride, q0, T, D);
     for (int i = threadIdx.x; i < kTile; i += blockDim.x) {
@@ -270,18 +289,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
 
     float s[kRowsPerWarp], dp[kRowsPerWarp];  // k_{row0+r} . q_t and v_{row0+r} . dout_t
-#pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r) s[r] = dp[r] = 0.0f;
-    const float* qt = sQ + lane * qstride;
-    const float* gt = sdO + lane * qstride;
-    for (int d = 0; d < D; ++d) {
-      const float qd = qt[d], gd = gt[d];
-#pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r) {
-        s[r] += sK[(row0 + r) * D + d] * qd;
-        dp[r] += sV[(row0 + r) * D + d] * gd;
-      }
-    }
+    backward_row_dots(s, dp, sK, sV, sQ + lane * qstride, sdO + lane * qstride, row0, D);
 
     const float lse_t = sLse[lane], delta_t = sDelta[lane];
     const int queries = min(kTile, T - q0);
@@ -370,28 +378,13 @@ __global__ void __launch_bounds__(kThreads)
       const int t = q0 + row0 + r;
       if (t < T && mask.allowed(t, j)) visible |= 1u << r;
     }
-    if (doc_ids) {
-      if (!__syncthreads_or(visible != 0)) continue;
-    } else {
-      __syncthreads();
-    }
+    if (!sync_tile_needed(visible, doc_ids != nullptr)) continue;
     load_tile(sK, kstride, k + head, pos_stride, k0, T, D);
     load_tile(sV, kstride, v + head, pos_stride, k0, T, D);
     __syncthreads();
 
     float s[kRowsPerWarp], dp[kRowsPerWarp];  // q_{row0+r} . k_j and dout_{row0+r} . v_j
-#pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r) s[r] = dp[r] = 0.0f;
-    const float* kj = sK + lane * kstride;
-    const float* vj = sV + lane * kstride;
-    for (int d = 0; d < D; ++d) {
-      const float kd = kj[d], vd = vj[d];
-#pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r) {
-        s[r] += sQ[(row0 + r) * D + d] * kd;
-        dp[r] += sdO[(row0 + r) * D + d] * vd;
-      }
-    }
+    backward_row_dots(s, dp, sQ, sdO, sK + lane * kstride, sV + lane * kstride, row0, D);
 
     const int keys = min(kTile, T - k0);
 #pragma unroll

@@ -37,19 +37,28 @@ __global__ void adamw_kernel(float* w, bf16* w_bf16, float* m, float* v, const f
   }
 }
 
+// Muon momentum (both forms, see optimizer.cuh): updates the buffer value b
+// in place and returns the vector to orthogonalise.
+__device__ __forceinline__ float momentum_step(float& b, float g, float mu, bool nesterov, bool ema_form) {
+  if (ema_form) {
+    b += (1.0f - mu) * (g - b);
+    return nesterov ? g + mu * (b - g) : b;
+  }
+  b = mu * b + g;
+  return nesterov ? g + mu * b : b;
+}
+
+// Muon update of one weight: decay (only where u and w agree in sign when
+// cautious), then the step.
+__device__ __forceinline__ float muon_update(float w0, float u, float decay, float step, bool cautious) {
+  return (!cautious || u * w0 >= 0.0f ? w0 * decay : w0) - step * u;
+}
+
 __global__ void muon_momentum_kernel(float* u_f32, bf16* u_bf16, float* buf, const float* g, size_t n, float mu,
                                      bool nesterov, bool ema_form) {
   GRID_STRIDE_LOOP(i, n) {
-    const float gi = g[i];
     float b = buf[i];
-    float u;
-    if (ema_form) {
-      b += (1.0f - mu) * (gi - b);
-      u = nesterov ? gi + mu * (b - gi) : b;
-    } else {
-      b = mu * b + gi;
-      u = nesterov ? gi + mu * b : b;
-    }
+    const float u = momentum_step(b, g[i], mu, nesterov, ema_form);
     buf[i] = b;
     if (u_f32) u_f32[i] = u;
     if (u_bf16) u_bf16[i] = f2bf(u);
@@ -64,8 +73,7 @@ __global__ void muon_apply_kernel(float* w, bf16* w_bf16, const U* update, size_
                                   bool cautious) {
   GRID_STRIDE_LOOP(i, n) {
     const float u = as_float(update[i]);
-    const float w0 = w[i];
-    const float wi = (!cautious || u * w0 >= 0.0f ? w0 * decay : w0) - step * u;
+    const float wi = muon_update(w[i], u, decay, step, cautious);
     w[i] = wi;
     if (w_bf16) w_bf16[i] = f2bf(wi);
   }
@@ -92,18 +100,9 @@ __global__ void muon_momentum_batched_kernel(float* u, size_t u_stride, float* b
   float* bj = buf + ref.m_off;
   const float* gj = g + ref.w_off;
   BLOCK_STRIDE_LOOP(i, n) {
-    const float gi = gj[i];
     float b = bj[i];
-    float ui;
-    if (ema_form) {
-      b += (1.0f - mu) * (gi - b);
-      ui = nesterov ? gi + mu * (b - gi) : b;
-    } else {
-      b = mu * b + gi;
-      ui = nesterov ? gi + mu * b : b;
-    }
+    uj[i] = momentum_step(b, gj[i], mu, nesterov, ema_form);
     bj[i] = b;
-    uj[i] = ui;
   }
 }
 
@@ -118,8 +117,7 @@ __global__ void muon_apply_batched_kernel(float* w, bf16* w_bf16, const bf16* O,
   BLOCK_STRIDE_LOOP(i, n) {
     float u = bf2f(oj[i]);
     if (fj) u *= fj[per_row ? i / static_cast<size_t>(cols) : i % static_cast<size_t>(cols)];
-    const float w0 = wj[i];
-    const float wi = (!cautious || u * w0 >= 0.0f ? w0 * decay : w0) - step * u;
+    const float wi = muon_update(wj[i], u, decay, step, cautious);
     wj[i] = wi;
     if (wbj) wbj[i] = f2bf(wi);
   }
