@@ -1,11 +1,16 @@
 // Causal attention forward/backward: see attention.cuh for math, layout and algorithm.
 #include "kernels/cuda/attention.cuh"
 
+#include "kernels/cuda/attention_mask.cuh"
+#include "kernels/cuda/attention_mma.cuh"
+
 #include <string>
 
 namespace muongpt::gpu {
 
 namespace {
+
+using namespace attention_detail;
 
 // The three tile kernels share one thread layout. A block has 4 warps and
 // works on one tile of kTile positions of one (b, h) (queries in the forward
@@ -26,24 +31,6 @@ constexpr int kFinishThreads = 128;
 static_assert(kRowsPerWarp * kWarps == kTile && kTile == 32, "one lane per row of the other tile");
 static_assert(kRowsPerWarp <= 32, "visibility is a 32-bit mask per lane");
 
-struct Mask {
-  int window;          // 0 = full causal
-  const int32_t* doc;  // doc ids of this batch row (T of them), or null
-
-  // t, j: positions in [0, T). Reads doc[j] only when j <= t.
-  __device__ bool allowed(int t, int j) const {
-    return j <= t && (window == 0 || t - j < window) && (doc == nullptr || doc[t] == doc[j]);
-  }
-};
-
-// First key any of the queries [t0, ...] may see, and last query that may see
-// any of the keys [..., j1] (T - 1 without a window).
-__device__ int first_visible_key(int t0, int window) { return window > 0 ? max(0, t0 - (window - 1)) : 0; }
-__device__ int last_query_seeing(int j1, int T, int window) {
-  return window > 0 ? static_cast<int>(min(static_cast<long long>(T) - 1, static_cast<long long>(j1) + window - 1))
-                    : T - 1;
-}
-
 // Copies positions [pos0, pos0 + kTile) of one head into shared memory as
 // fp32, row r at dst + r * stride; positions past T become zeros (so stale or
 // uninitialised values never meet a zero probability: 0 * NaN = NaN). src
@@ -59,19 +46,6 @@ __device__ void load_tile(float* dst, int stride, const bf16* src, size_t pos_st
 // Row stride of a tile that lane i reads along row i: odd, so the 32 lanes
 // reading column d of rows 0..31 hit 32 different banks.
 __host__ __device__ int lane_row_stride(int D) { return D | 1; }
-
-// max_logit is reduced with atomicMax on an order-preserving integer image
-// of the float (max is exact and order-free, so the result is deterministic).
-// Key 0 (below every float's key) stands for "no logit" = -inf.
-__device__ unsigned ordered_key(float f) {
-  const unsigned u = __float_as_uint(f);
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-__device__ float from_ordered_key(unsigned key) {
-  if (key == 0) return -INFINITY;
-  return __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
-}
 
 // The barrier before a block loads its next tile (it also keeps the previous
 // tile alive until every warp is done with it). With a document mask it
@@ -442,23 +416,55 @@ void allow_smem(Kernel* kernel, size_t bytes) {
   CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
 }
 
+// Whether the tensor-core kernels run for this call (see AttentionKernel).
+bool use_tensor_cores(AttentionKernel kernel, const char* op, int D, std::initializer_list<const void*> tensors) {
+  if (kernel == AttentionKernel::kCudaCores) return false;
+  const bool head_dim_ok = mma_head_dim_supported(D);
+  const bool aligned = mma_pointers_aligned(tensors);
+  if (kernel == AttentionKernel::kTensorCores) {
+    require_arg(head_dim_ok, op, "the tensor-core kernel needs head dim 64 or 128, got " + std::to_string(D));
+    require_arg(aligned, op, "the tensor-core kernel needs 16-byte aligned q, k, v and outputs");
+    return true;
+  }
+  return kTensorCoreAttentionVerified && head_dim_ok && aligned;
+}
+
 }  // namespace
+
+const char* attention_kernel_name(AttentionKernel kernel) {
+  switch (kernel) {
+    case AttentionKernel::kAuto: return "auto";
+    case AttentionKernel::kCudaCores: return "cuda_cores";
+    case AttentionKernel::kTensorCores: return "tensor_cores";
+  }
+  return "?";
+}
+
+AttentionKernel parse_attention_kernel(const std::string& name) {
+  for (AttentionKernel k : {AttentionKernel::kAuto, AttentionKernel::kCudaCores, AttentionKernel::kTensorCores})
+    if (name == attention_kernel_name(k)) return k;
+  throw std::invalid_argument("attention kernel '" + name + "': expected auto, cuda_cores or tensor_cores");
+}
 
 void attention_forward(bf16* out, float* lse, float* max_logit, const bf16* q, const bf16* k, const bf16* v,
                        int B, int T, int H, int D, float scale, int window, const int32_t* doc_ids,
-                       cudaStream_t stream) {
+                       cudaStream_t stream, AttentionKernel kernel) {
   const char* op = "attention_forward";
   const unsigned blocks = check_and_count_blocks(op, B, T, H, D, window);
   if (H == 0) return;
   if (max_logit) CUDA_CHECK(cudaMemsetAsync(max_logit, 0, sizeof(float) * H, stream));  // all keys 0: -inf
   if (blocks > 0) {
     require_arg(out && lse && q && k && v, op, "out, lse, q, k and v are required");
-    const size_t smem = forward_smem_bytes(D);
-    allow_smem(attention_forward_kernel, smem);
-    attention_forward_kernel<<<blocks, kThreads, smem, stream>>>(out, lse, reinterpret_cast<unsigned*>(max_logit),
-                                                                 q, k, v, B, T, H, D, scale, window, doc_ids,
-                                                                 ceil_div(T, kTile));
-    CUDA_CHECK_LAUNCH("attention_forward_kernel");
+    unsigned* max_key = reinterpret_cast<unsigned*>(max_logit);
+    if (use_tensor_cores(kernel, op, D, {out, q, k, v})) {
+      attention_forward_mma(out, lse, max_key, q, k, v, B, T, H, D, scale, window, doc_ids, stream);
+    } else {
+      const size_t smem = forward_smem_bytes(D);
+      allow_smem(attention_forward_kernel, smem);
+      attention_forward_kernel<<<blocks, kThreads, smem, stream>>>(out, lse, max_key, q, k, v, B, T, H, D, scale,
+                                                                   window, doc_ids, ceil_div(T, kTile));
+      CUDA_CHECK_LAUNCH("attention_forward_kernel");
+    }
   }
   if (max_logit) {
     max_logit_finish_kernel<<<ceil_div(H, kFinishThreads), kFinishThreads, 0, stream>>>(max_logit, H);
@@ -473,7 +479,8 @@ size_t attention_backward_scratch_floats(int B, int T, int H) {
 
 void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out, const float* lse,
                         const bf16* q, const bf16* k, const bf16* v, int B, int T, int H, int D, float scale,
-                        int window, const int32_t* doc_ids, float* scratch, cudaStream_t stream) {
+                        int window, const int32_t* doc_ids, float* scratch, cudaStream_t stream,
+                        AttentionKernel kernel) {
   const char* op = "attention_backward";
   const unsigned blocks = check_and_count_blocks(op, B, T, H, D, window);
   if (blocks == 0) return;
@@ -481,6 +488,7 @@ void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf
               "dq, dk, dv, dout, out, lse, q, k and v are required");
   require_arg(scratch != nullptr, op, "scratch is required (attention_backward_scratch_floats)");
   float* delta = scratch;  // (B, H, T)
+  const bool tensor_cores = use_tensor_cores(kernel, op, D, {dq, dk, dv, dout, q, k, v});
 
   const size_t rows = static_cast<size_t>(B) * T * H;
   const size_t delta_blocks = ceil_div(rows, static_cast<size_t>(kDeltaThreads / 32));
@@ -489,6 +497,10 @@ void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf
                                                                                             H, D);
   CUDA_CHECK_LAUNCH("attention_delta_kernel");
 
+  if (tensor_cores) {
+    attention_backward_mma(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, D, scale, window, doc_ids, stream);
+    return;
+  }
   const size_t dkdv_smem = dkdv_smem_bytes(D);
   allow_smem(attention_backward_dkdv_kernel, dkdv_smem);
   attention_backward_dkdv_kernel<<<blocks, kThreads, dkdv_smem, stream>>>(dk, dv, dout, lse, delta, q, k, v, B, T, H,

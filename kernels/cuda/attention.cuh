@@ -1,6 +1,7 @@
-// Causal multi-head attention, forward and backward (FlashAttention-2 style,
-// fp32 math on CUDA cores; the readable baseline that a tensor-core kernel
-// will later replace behind the same API).
+// Causal multi-head attention, forward and backward, FlashAttention-2 style,
+// in two implementations behind one API: CUDA cores (fp32 math, any even head
+// dim up to 128; this file's algorithm notes) and tensor cores (mma.sync bf16
+// with fp32 accumulation, head dims 64 and 128; attention_mma.cu).
 //
 // Math (kernels/cpu/attention.h is the specification): for batch b, head h,
 // query t and key j,
@@ -12,7 +13,8 @@
 //   dP_tj = dout_t . v_j          dS_tj = P_tj (dP_tj - delta_t)
 //   dq_t = scale sum_j dS_tj k_j  dk_j = scale sum_t dS_tj q_t   dv_j = sum_t P_tj dout_t
 //
-// Algorithm. Forward: one block per (b, h, tile of 32 queries); it walks the
+// Algorithm on CUDA cores (attention_mma.cu has the tensor-core one, which
+// keeps the same structure on 64-row tiles). Forward: one block per (b, h, tile of 32 queries); it walks the
 // key tiles of 32 that the mask can reach (causal and window bounds decide the
 // range, a tile no query of the block may see under the document mask is
 // skipped), keeping a running max m, sum l and unnormalised output per query
@@ -31,12 +33,28 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "kernels/cuda/common.cuh"
 
 namespace muongpt::gpu {
 
 constexpr int kAttentionMaxHeadDim = 128;
+
+// Which implementation runs.
+//   kCudaCores    fp32 math on CUDA cores, every supported size.
+//   kTensorCores  mma.sync; head dim 64 or 128 and 16-byte aligned tensors,
+//                 else std::invalid_argument.
+//   kAuto         tensor cores where they apply once they have passed the GPU
+//                 tests on real hardware (kTensorCoreAttentionVerified), else
+//                 CUDA cores.
+enum class AttentionKernel { kAuto, kCudaCores, kTensorCores };
+inline constexpr bool kTensorCoreAttentionVerified = false;
+
+// "auto", "cuda_cores", "tensor_cores" (the config's model.attention_kernel).
+const char* attention_kernel_name(AttentionKernel kernel);
+// Throws std::invalid_argument naming the value and the choices.
+AttentionKernel parse_attention_kernel(const std::string& name);
 
 // out, lse: written. max_logit: (H) or null; when given it is written (not
 // accumulated) with the max over b, t and allowed j of s_tj (-inf if none).
@@ -45,7 +63,7 @@ constexpr int kAttentionMaxHeadDim = 128;
 // impossible sizes or missing pointers.
 void attention_forward(bf16* out, float* lse, float* max_logit, const bf16* q, const bf16* k, const bf16* v,
                        int B, int T, int H, int D, float scale, int window, const int32_t* doc_ids,
-                       cudaStream_t stream);
+                       cudaStream_t stream, AttentionKernel kernel = AttentionKernel::kAuto);
 
 // floats of scratch that attention_backward needs (delta, (B, H, T)).
 size_t attention_backward_scratch_floats(int B, int T, int H);
@@ -54,6 +72,7 @@ size_t attention_backward_scratch_floats(int B, int T, int H);
 // the inputs. out and lse are the forward's outputs for the same inputs and mask.
 void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out, const float* lse,
                         const bf16* q, const bf16* k, const bf16* v, int B, int T, int H, int D, float scale,
-                        int window, const int32_t* doc_ids, float* scratch, cudaStream_t stream);
+                        int window, const int32_t* doc_ids, float* scratch, cudaStream_t stream,
+                        AttentionKernel kernel = AttentionKernel::kAuto);
 
 }  // namespace muongpt::gpu

@@ -11,7 +11,8 @@
 # backend, muongpt / best torch, and whether the goal holds (causal: >= the
 # fastest SDPA backend; masked: > flex_attention). The same for the forward.
 #
-# Environment: DEVICE (cuda), STEPS (3), WARMUP (1), TORCH_TIMEOUT (180 s),
+# Environment: DEVICE (cuda), STEPS (3), WARMUP (1), MUONGPT_ARGS (extra
+# arguments for muongpt only, e.g. "--attention-kernel tensor_cores"), TORCH_TIMEOUT (180 s),
 # MUONGPT_TIMEOUT (330 s), ATTN_OUT (a new temporary directory: both logs and the
 # merged table land there). The defaults fit scripts/gpu/session.sh's budget:
 # muongpt's fp32 CUDA-core kernel needs minutes for the 32K and 64K cases.
@@ -27,7 +28,7 @@ ATTN_OUT=${ATTN_OUT:-$(mktemp -d /tmp/attention_compare.XXXXXX)}
 mkdir -p "$ATTN_OUT"
 [ -x "$BIN" ] || { echo "attention_compare.sh: $BIN is not an executable muongpt (pass its path first)" >&2; exit 2; }
 
-echo "== attention_compare: device $DEVICE, steps $STEPS, warmup $WARMUP, args: $*; logs in $ATTN_OUT"
+echo "== attention_compare: device $DEVICE, steps $STEPS, warmup $WARMUP, args: $*, muongpt args: ${MUONGPT_ARGS:-}; logs in $ATTN_OUT"
 if python3 -c "import torch" 2>/dev/null; then
   echo "== torch baseline (timeout ${TORCH_TIMEOUT:-180} s)"
   timeout "${TORCH_TIMEOUT:-180}" python3 scripts/bench/attention_torch.py --device "$DEVICE" --steps "$STEPS" \
@@ -37,8 +38,9 @@ else
   echo "note: python3 cannot import torch here; only muongpt's numbers follow" | tee "$ATTN_OUT/torch.log"
 fi
 echo "== muongpt bench --attention (timeout ${MUONGPT_TIMEOUT:-330} s)"
+# shellcheck disable=SC2086  # MUONGPT_ARGS is a list of words
 timeout "${MUONGPT_TIMEOUT:-330}" "$BIN" bench --attention --device "$DEVICE" --steps "$STEPS" --warmup "$WARMUP" \
-  "$@" 2>&1 | tee "$ATTN_OUT/muongpt.log"
+  ${MUONGPT_ARGS:-} "$@" 2>&1 | tee "$ATTN_OUT/muongpt.log"
 echo "muongpt rc=${PIPESTATUS[0]}"
 
 python3 - "$ATTN_OUT/muongpt.log" "$ATTN_OUT/torch.log" <<'PY' | tee "$ATTN_OUT/compare.txt"

@@ -6,7 +6,9 @@
 #   scripts/gpu/session.sh build        configure + build for this GPU (build-gpu/)
 #   scripts/gpu/session.sh test         the GPU tests (muongpt_gpu_tests), one line per test case
 #   scripts/gpu/session.sh train        tiny config on cuda vs cpu: losses side by side, determinism, resume
-#   scripts/gpu/session.sh bench        step time of the speedrun configs, attention, optimizer (+ PyTorch baselines)
+#   scripts/gpu/session.sh bench        step time of the speedrun configs (tensor-core and CUDA-core attention)
+#   scripts/gpu/session.sh bench-attention   attention kernels vs PyTorch SDPA / FlexAttention
+#   scripts/gpu/session.sh bench-optimizer   optimizer step vs PyTorch Muon (needs the bench stage's step time)
 #   scripts/gpu/session.sh all          every stage in order
 # Extra arguments after the stage go to the GPU test binary (e.g. a Catch2 tag: "[attention]").
 set -uo pipefail
@@ -89,17 +91,35 @@ do_bench() {
   for cfg in configs/speedrun/05_modernarch.json configs/speedrun/11_unet.json; do
     name=$(basename "$cfg" .json)
     # the bundled shards (1.9M tokens) hold three 524,288-token steps; the speed does not depend on the text
-    timeout 300 "$BIN" bench --config "$cfg" --device cuda --steps 5 --warmup 2 \
-      --set 'data.train_pattern=data/tiny/train_*.bin' > "$OUT/bench_$name.log" 2>&1
-    log "bench $name rc=$?"
+    for kernel in tensor_cores cuda_cores; do
+      timeout 120 "$BIN" bench --config "$cfg" --device cuda --steps 5 --warmup 2 \
+        --set 'data.train_pattern=data/tiny/train_*.bin' --set model.attention_kernel=$kernel \
+        > "$OUT/bench_${name}_$kernel.log" 2>&1
+      log "bench $name $kernel rc=$?"
+    done
   done
-  log "bench: attention"
-  ATTN_OUT="$OUT/attention" timeout 560 scripts/bench/attention_compare.sh "$BIN" > "$OUT/bench_attention.log" 2>&1
+  # kept in build-gpu/ (it survives between device calls; $OUT does not) for bench-optimizer
+  tail -1 "$OUT/bench_05_modernarch_tensor_cores.log" 2>/dev/null |
+    python3 -c "import json,sys; print(json.load(sys.stdin)['step_ms'])" > build-gpu/step_ms_05.txt 2>/dev/null ||
+    rm -f build-gpu/step_ms_05.txt
+}
+
+do_bench_attention() {
+  log "bench: attention (tensor cores vs torch)"
+  ATTN_OUT="$OUT/attention" MUONGPT_ARGS="--attention-kernel tensor_cores" timeout 420 \
+    scripts/bench/attention_compare.sh "$BIN" > "$OUT/bench_attention.log" 2>&1
   log "bench attention rc=$?"
+  log "bench: attention (CUDA cores, short sequences only)"
+  timeout 120 "$BIN" bench --attention --device cuda --attention-kernel cuda_cores --seq-lens 1024,4096 \
+    --windows 256 --steps 2 --warmup 1 > "$OUT/bench_attention_cuda_cores.log" 2>&1
+  log "bench attention cuda cores rc=$?"
+}
+
+do_bench_optimizer() {
   log "bench: optimizer"
-  # the step time for the optimizer's share comes from the bench_05_modernarch run above
+  # the step time for the optimizer's share comes from the bench stage (05_modernarch, tensor cores)
   local step_ms
-  step_ms=$(tail -1 "$OUT/bench_05_modernarch.log" 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['step_ms'])" 2>/dev/null || echo none)
+  step_ms=$(cat build-gpu/step_ms_05.txt 2>/dev/null || echo none)
   timeout 400 scripts/bench/optimizer_compare.sh "$BIN" configs/speedrun/05_modernarch.json cuda "$step_ms" \
     > "$OUT/bench_optimizer.log" 2>&1
   log "bench optimizer rc=$?"
@@ -110,6 +130,8 @@ case "$stage" in
   test) do_test "$@" ;;
   train) do_train ;;
   bench) do_bench ;;
-  all) do_build && { do_test "$@"; do_train; do_bench; } ;;
-  *) echo "unknown stage '$stage' (build, test, train, bench, all)" >&2; exit 2 ;;
+  bench-attention) do_bench_attention ;;
+  bench-optimizer) do_bench_optimizer ;;
+  all) do_build && { do_test "$@"; do_train; do_bench; do_bench_attention; do_bench_optimizer; } ;;
+  *) echo "unknown stage '$stage' (build, test, train, bench, bench-attention, bench-optimizer, all)" >&2; exit 2 ;;
 esac

@@ -68,6 +68,7 @@ struct ModelConfig {
   bool unet_skips = false;
   std::vector<int> attn_window;  // per layer; empty = full causal everywhere
   bool document_mask = false;
+  std::string attention_kernel = "auto";  // CUDA backend only
   InitConfig init;
 
   int hidden() const { return mlp_hidden > 0 ? mlp_hidden : 4 * d_model; }
@@ -112,6 +113,11 @@ struct ModelConfig {
       "sliding attention window in tokens: [] = full causal, [w] = every layer, or one entry per layer (0 = full)");
     v("document_mask", document_mask,
       "tokens attend only within their own document (each document starts at its end-of-text token, id 50256)");
+    v("attention_kernel", attention_kernel,
+      "attention implementation of the CUDA backend (the CPU ignores it): tensor_cores (mma.sync, head dim 64 or "
+      "128), cuda_cores (fp32, any head dim), auto (tensor cores where they apply once verified on a GPU, else "
+      "CUDA cores)",
+      {"auto", "cuda_cores", "tensor_cores"});
     v("init", init, "parameter initialisation");
   }
 };

@@ -368,6 +368,9 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
     invalid(source, "model.n_head", str(m.n_head, " does not divide model.d_model = ", m.d_model));
   if (m.pos_embedding == "rope" && m.head_dim() % 2 != 0)
     invalid(source, "model.pos_embedding", str("RoPE needs an even head dimension, got ", m.head_dim()));
+  if (m.attention_kernel == "tensor_cores" && m.head_dim() != 64 && m.head_dim() != 128)
+    invalid(source, "model.attention_kernel",
+            str("tensor_cores needs a head dimension of 64 or 128, got ", m.head_dim(), " (use auto or cuda_cores)"));
   if (m.norm_eps <= 0) invalid(source, "model.norm_eps", "must be positive");
   if (m.logit_softcap < 0) invalid(source, "model.logit_softcap", "must be >= 0");
   if (m.attn_scale && *m.attn_scale <= 0) invalid(source, "model.attn_scale", "must be positive or null");

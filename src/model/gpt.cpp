@@ -401,6 +401,7 @@ void Gpt<T>::backward(T loss_scale) {
 #pragma omp parallel for schedule(static)
       for (size_t i = 0; i < NC; ++i) dres[i] += dskip[l][i];
     }
+    if (layer_grads_hook_) layer_grads_hook_(l);  // blocks.l.* gradients are final
   }
   // x0 feeds block 0 directly and every x0 shortcut
 #pragma omp parallel for schedule(static)

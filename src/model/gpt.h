@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "config/config.h"
@@ -54,6 +55,11 @@ class Gpt {
   // loss_scale * d(sum of per-token losses)/d(params) into grads(): pass
   // 1/(tokens in the whole batch) to get the gradient of the mean loss.
   void backward(T loss_scale);
+
+  // Called by backward() as soon as the gradients of block l's parameters
+  // (blocks.l.*) are final for this backward, for l = n_layer-1 down to 0:
+  // the moment their reduction across ranks may start. Empty = none.
+  void set_layer_grads_hook(std::function<void(int)> hook) { layer_grads_hook_ = std::move(hook); }
 
   // Logits (B, Tn, Vp) and per-token losses of the last forward. backward()
   // overwrites the logits with their gradient.
@@ -121,6 +127,7 @@ class Gpt {
   int max_batch_, max_seq_;
   int C_, H_, D_, F_, L_, Vp_, V_softmax_;
   std::vector<T> params_, grads_;
+  std::function<void(int)> layer_grads_hook_;
   size_t tok_embed_, pos_embed_, embn_w_, embn_b_, skip_w_, normf_w_, normf_b_, head_;
   std::vector<Layer> layers_;
   std::vector<T> rope_cos_, rope_sin_;

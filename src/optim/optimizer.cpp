@@ -193,13 +193,8 @@ Optimizer<T>::Optimizer(const ParamTable& table, const OptimConfig& optim, const
     const auto& g = optim.groups[assign_.group_of_param[pi]];
     State& s = state_[pi];
     std::tie(s.lo, s.hi) = plan_.ranges[pi][rank_];
-    s.m.assign(s.hi - s.lo, T(0));
-    if (g.type == "adamw") s.v.assign(s.hi - s.lo, T(0));
     if (g.type != "muon") continue;
     blocks_[pi] = muon_blocks(table.params()[pi], g, n_head);
-    // NorMuon state lives whole wherever the matrix is worked on (owner: one rank)
-    const bool works_here = plan_.replicated[pi] || plan_.zero1_muon[pi] || s.hi > s.lo;
-    if (g.normuon.enabled && works_here) s.nv.assign(normuon_numel(static_cast<int>(pi)), T(0));
     if (diag_param_ < 0 && optim.diagnostics_param.empty()) diag_param_ = static_cast<int>(pi);
   }
   if (!optim.diagnostics_param.empty()) {
@@ -210,6 +205,28 @@ Optimizer<T>::Optimizer(const ParamTable& table, const OptimConfig& optim, const
     diag_param_ = static_cast<int>(spec - table.params().data());
   }
   update_rms_.assign(optim.groups.size(), 0.0);
+}
+
+template <class T>
+void Optimizer<T>::allocate_state() {
+  if (state_allocated_) return;
+  for (size_t pi = 0; pi < state_.size(); ++pi) {
+    const auto& g = optim_.groups[assign_.group_of_param[pi]];
+    State& s = state_[pi];
+    s.m.assign(s.hi - s.lo, T(0));
+    if (g.type == "adamw") s.v.assign(s.hi - s.lo, T(0));
+    // NorMuon state lives whole wherever the matrix is worked on (owner: one rank)
+    const bool works_here = plan_.replicated[pi] || plan_.zero1_muon[pi] || s.hi > s.lo;
+    if (g.type == "muon" && g.normuon.enabled && works_here) s.nv.assign(normuon_numel(static_cast<int>(pi)), T(0));
+  }
+  state_allocated_ = true;
+}
+
+template <class T>
+size_t Optimizer<T>::state_bytes() const {
+  size_t n = 0;
+  for (const State& s : state_) n += s.m.size() + s.v.size() + s.nv.size();
+  return n * sizeof(T);
 }
 
 template <class T>
@@ -329,6 +346,7 @@ void Optimizer<T>::all_gather_params(T* params, const char* what) {
 
 template <class T>
 void Optimizer<T>::step(T* params, const T* grads, int step) {
+  allocate_state();
   const std::vector<double> lrs = group_lrs(step);
   const bool diag = diagnostics_due(step);
   std::vector<Sums> sums(optim_.groups.size());
@@ -451,6 +469,7 @@ size_t Optimizer<T>::state_numel(const std::string& name) const {
 
 template <class T>
 void Optimizer<T>::gather_state(const std::function<void(const std::string&, const std::vector<float>&)>& sink) {
+  allocate_state();
   for (const std::string& name : state_names()) {
     std::string kind;
     const int pi = param_of_state(name, kind);
@@ -476,6 +495,7 @@ void Optimizer<T>::gather_state(const std::function<void(const std::string&, con
 
 template <class T>
 void Optimizer<T>::load_state(const std::function<void(const std::string&, size_t, size_t, T*)>& source) {
+  allocate_state();
   for (const std::string& name : state_names()) {
     std::string kind;
     const int pi = param_of_state(name, kind);

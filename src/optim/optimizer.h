@@ -6,8 +6,12 @@
 // match its name; a parameter matching no group, or a non-matrix parameter in
 // a Muon group, is a config error naming both.
 //
-// State: Muon keeps a momentum buffer, AdamW keeps m and v. With several
-// ranks (dist config) each rank keeps only its part (the ShardPlan):
+// State: Muon keeps a momentum buffer, AdamW keeps m and v, allocated (zero)
+// on the first step(), load_state() or gather_state(). Until then the
+// optimizer holds only its layout (groups, plan, state names and sizes), which
+// is all a run whose optimizer steps on the GPU needs from it (state_bytes()
+// stays 0). With several ranks (dist config) each rank keeps only its part
+// (the ShardPlan):
 //   AdamW, zero_stage 1: the AdamW parameters' elements, concatenated in
 //                        table order, are split evenly; each rank updates its
 //                        range with its state.
@@ -136,6 +140,8 @@ class Optimizer {
   // "<param>.adam_v", and "<param>.normuon_v" (NorMuon groups).
   std::vector<std::string> state_names() const;
   size_t state_numel(const std::string& name) const;
+  // Bytes of state buffers this rank holds (0 before the first step or load).
+  size_t state_bytes() const;
   // Collective: calls `sink(name, full tensor)` on rank 0 for every state tensor.
   void gather_state(const std::function<void(const std::string&, const std::vector<float>&)>& sink);
   // Every rank loads its part: `source(name, first element, count, destination)`.
@@ -151,6 +157,7 @@ class Optimizer {
   struct Sums {
     double sum_sq = 0, count = 0, orth = 0, orth_count = 0;
   };
+  void allocate_state();  // once: zero buffers for this rank's part
   int param_of_state(const std::string& name, std::string& kind) const;
   std::vector<T>& state_buffer(int pi, const std::string& kind);
   size_t normuon_numel(int pi) const;
@@ -167,6 +174,7 @@ class Optimizer {
   ParamGroupAssignment assign_;
   ShardPlan plan_;
   std::vector<State> state_;  // per table param
+  bool state_allocated_ = false;
   std::vector<std::vector<MuonBlock>> blocks_;  // per table param (Muon only)
   std::vector<double> update_rms_;
   int diag_param_ = -1;         // table index of the matrix whose orthogonality error is logged

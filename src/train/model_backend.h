@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,7 +29,12 @@ namespace muongpt {
 class DeviceStep {
  public:
   virtual ~DeviceStep() = default;
-  // Sums the device gradients over ranks (NCCL); nothing with one rank.
+  // Called before the backward of a step's last micro-batch: with several
+  // ranks, that backward starts reducing each block's gradients as soon as
+  // they are final (overlap), and allreduce_grads() reduces the rest.
+  virtual void begin_last_backward() {}
+  // Sums the device gradients over ranks (NCCL) and waits for the sum;
+  // nothing with one rank.
   virtual void allreduce_grads() = 0;
   // The max attention logits of the model's last forward (QK-clip); call
   // after every micro-batch.
@@ -54,6 +60,10 @@ class ModelBackend {
   virtual double forward(const int32_t* tokens, const int32_t* targets, int B, int Tn, const int32_t* doc_ids) = 0;
   virtual void backward(float loss_scale) = 0;
   virtual std::vector<float> max_attention_logits() const = 0;
+  // backward() calls hook(l) as soon as block l's parameter gradients are final
+  // (CPU) or their kernels are enqueued on the model's stream (GPU), for
+  // l = n_layer-1 down to 0; see train/grad_buckets.h. Empty = none.
+  virtual void set_layer_grads_hook(std::function<void(int)> hook) = 0;
   virtual void grads_to_host() {}
   virtual void params_to_device() {}
   // Refreshes params() from the device (after device steps, before a checkpoint).

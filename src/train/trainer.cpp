@@ -94,6 +94,7 @@ StepStats Trainer::train_step() {
       optimizer_.observe_attention_logits(model_->max_attention_logits(), cfg_.model.n_head);  // QK-clip, diagnostics
     s.forward_ms += ms_since(t);
     t = Clock::now();
+    if (device_step_ && m == geometry_.grad_accum - 1) device_step_->begin_last_backward();
     model_->backward(loss_scale);
     s.backward_ms += ms_since(t);
   }
@@ -230,10 +231,13 @@ std::string select_device(const std::string& requested, bool verbose) {
            "; the CUDA backend needs 8.0 or newer (bf16 tensor cores); use --device cpu");
     return "cuda";
   }
-  // auto: the CUDA backend is new and has not yet been verified on a GPU, so
-  // it is used only when asked for.
+  // auto: one policy for every command (train, bench and its modes). The
+  // GPU is chosen only once the CUDA backend has passed its GPU tests on real
+  // hardware (kCudaBackendVerified); until then it is used when asked for.
+  const bool usable = report.cuda_built && !report.gpus.empty() && report.gpus[0].major >= 8;
+  if (usable && kCudaBackendVerified) return "cuda";
   if (verbose && !report.gpus.empty())
-    std::printf("note: %s found; the CUDA backend is experimental (pass --device cuda to use it); training on the CPU\n",
+    std::printf("note: %s found; the CUDA backend is experimental (pass --device cuda to use it); running on the CPU\n",
                 report.gpus[0].name.c_str());
   return "cpu";
 }

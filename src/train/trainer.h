@@ -66,7 +66,9 @@ class Trainer {
   Comm& comm_;
   BatchGeometry geometry_;
   std::unique_ptr<ModelBackend> model_;
-  Optimizer<float> optimizer_;                // host optimizer (also validates the groups)
+  // Host optimizer. With device_step_ it never steps and so holds no state
+  // buffers: it validates the groups and gives the checkpoint state sizes.
+  Optimizer<float> optimizer_;
   std::unique_ptr<DeviceStep> device_step_;  // the optimizer on the GPU, when it runs there
   std::unique_ptr<PrefetchingLoader> loader_;
   std::unique_ptr<ValSet> val_;
@@ -90,7 +92,13 @@ void run_training(const RunOptions& options);
 // config stored in a checkpoint.
 Config resolve_run_config(const RunOptions& options, std::string& source);
 
-// Picks the backend for `--device`; prints why when it falls back.
+// Whether `--device auto` may pick the GPU: false until the CUDA backend has
+// passed its GPU test suite on real hardware (README, Status).
+inline constexpr bool kCudaBackendVerified = false;
+
+// Picks the backend for `--device` (auto | cpu | cuda), the same policy for
+// every command; cuda fails with a clear message when no usable GPU is there.
+// verbose: print why auto stays on the CPU when a GPU is present.
 std::string select_device(const std::string& requested, bool verbose);
 
 }  // namespace muongpt

@@ -1,6 +1,8 @@
 // GPU causal attention (forward + backward) against kernels/cpu/attention.h,
 // on the same bf16-rounded inputs: full causal, sliding windows and document
-// masks, T from 1 to 300 (partial tiles, several tiles), D in {32, 64, 128}.
+// masks, T from 1 to 300 (partial tiles, several tiles), D in {32, 64, 128};
+// every case runs on the CUDA-core kernels and, for D 64 and 128, on the
+// tensor-core kernels (same tolerances), plus longer sequences for the latter.
 // The kernels take delta_t = dout_t . out_t from the bf16 out that the forward
 // stored (as FlashAttention does); the CPU uses sum_j P_tj dP_tj, i.e. the
 // unrounded out. The dq/dk references are shifted by that (known) difference,
@@ -38,10 +40,11 @@ struct AttnCase {
   std::vector<int32_t> doc;  // (B, T) or empty
   float qk_range = 2.0f;     // q, k uniform in [-qk_range, qk_range]
   bool with_max_logit = true;
+  gpu::AttentionKernel kernel = gpu::AttentionKernel::kCudaCores;
 
   std::string describe() const {
     std::ostringstream s;
-    s << "B=" << B << " T=" << T << " H=" << H << " D=" << D << " scale=" << scale << " window=" << window
+    s << gpu::attention_kernel_name(kernel) << " B=" << B << " T=" << T << " H=" << H << " D=" << D << " scale=" << scale << " window=" << window
       << " doc=" << (doc.empty() ? "none" : "yes") << " qk_range=" << qk_range;
     return s.str();
   }
@@ -149,7 +152,7 @@ void check_case(const AttnCase& c, uint64_t seed) {
   float* max_logit = c.with_max_logit ? d_max.get() : nullptr;
 
   gpu::attention_forward(d_out.get(), d_lse.get(), max_logit, d_q.get(), d_k.get(), d_v.get(), c.B, c.T, c.H, c.D,
-                         c.scale, c.window, doc, nullptr);
+                         c.scale, c.window, doc, nullptr, c.kernel);
   const auto out = d_out.download();
   const auto lse = d_lse.download();
   const auto max_logit_got = d_max.download();
@@ -164,7 +167,7 @@ void check_case(const AttnCase& c, uint64_t seed) {
   auto backward = [&] {
     gpu::attention_backward(d_dq.get(), d_dk.get(), d_dv.get(), d_dout.get(), d_out.get(), d_lse.get(), d_q.get(),
                             d_k.get(), d_v.get(), c.B, c.T, c.H, c.D, c.scale, c.window, doc, d_scratch.get(),
-                            nullptr);
+                            nullptr, c.kernel);
     return std::make_tuple(d_dq.download_bits(), d_dk.download_bits(), d_dv.download_bits());
   };
   const auto [dq_bits, dk_bits, dv_bits] = backward();
@@ -182,7 +185,7 @@ void check_case(const AttnCase& c, uint64_t seed) {
   require_same_bits(dk_bits, dk2, "dk rerun");
   require_same_bits(dv_bits, dv2, "dv rerun");
   gpu::attention_forward(d_out.get(), d_lse.get(), max_logit, d_q.get(), d_k.get(), d_v.get(), c.B, c.T, c.H, c.D,
-                         c.scale, c.window, doc, nullptr);
+                         c.scale, c.window, doc, nullptr, c.kernel);
   require_same_bits(d_out.download(), out, "out rerun");
   require_same_bits(d_lse.download(), lse, "lse rerun");
   require_same_bits(d_max.download(), max_logit_got, "max_logit rerun");
@@ -190,6 +193,16 @@ void check_case(const AttnCase& c, uint64_t seed) {
 
 const std::vector<int> kSeqLens = {1, 7, 64, 65, 200, 300};
 const std::vector<int> kHeadDims = {64, 128, 32};
+
+// Both implementations where the tensor-core one applies (D 64, 128).
+void check_all_kernels(AttnCase c, uint64_t seed) {
+  c.kernel = gpu::AttentionKernel::kCudaCores;
+  check_case(c, seed);
+  if (c.D == 64 || c.D == 128) {
+    c.kernel = gpu::AttentionKernel::kTensorCores;
+    check_case(c, seed);
+  }
+}
 
 float inv_sqrt(int D) { return 1.0f / std::sqrt(static_cast<float>(D)); }
 
@@ -233,7 +246,7 @@ TEST_CASE("gpu attention matches the CPU: full causal", "[gpu][attention]") {
         c.H = 2;
         c.D = D;
         c.scale = scale;
-        check_case(c, seed += 10);
+        check_all_kernels(c, seed += 10);
       }
 }
 
@@ -250,7 +263,7 @@ TEST_CASE("gpu attention matches the CPU: sliding windows", "[gpu][attention]") 
       c.scale = i % 2 ? 0.12f : inv_sqrt(c.D);
       c.window = window;
       ++i;
-      check_case(c, seed += 10);
+      check_all_kernels(c, seed += 10);
     }
 }
 
@@ -269,7 +282,7 @@ TEST_CASE("gpu attention matches the CPU: document masks", "[gpu][attention]") {
       c.doc = random_documents(c.B, T, seed);
       c.with_max_logit = i % 4 != 3;
       ++i;
-      check_case(c, seed += 10);
+      check_all_kernels(c, seed += 10);
     }
 }
 
@@ -283,7 +296,7 @@ TEST_CASE("gpu attention matches the CPU: unusual shapes and sharp softmax", "[g
     c.D = 128;
     c.scale = 0.3f;
     c.qk_range = 4.0f;
-    check_case(c, seed += 10);
+    check_all_kernels(c, seed += 10);
   }
   {  // other even head dims (not a multiple of 32), one batch row, several heads
     for (int D : {2, 48, 96, 126}) {
@@ -294,7 +307,7 @@ TEST_CASE("gpu attention matches the CPU: unusual shapes and sharp softmax", "[g
       c.D = D;
       c.scale = inv_sqrt(D);
       c.window = D == 48 ? 33 : 0;
-      check_case(c, seed += 10);
+      check_all_kernels(c, seed += 10);
     }
   }
   {  // document ids that are not contiguous runs: token j visible iff same id
@@ -304,8 +317,45 @@ TEST_CASE("gpu attention matches the CPU: unusual shapes and sharp softmax", "[g
     c.H = 1;
     c.D = 64;
     c.doc = random_ints(static_cast<size_t>(c.B) * c.T, seed, 0, 3);
+    check_all_kernels(c, seed += 10);
+  }
+}
+
+TEST_CASE("gpu attention, tensor cores: long sequences over many tiles", "[gpu][attention]") {
+  uint64_t seed = 4000;
+  for (int D : {64, 128}) {
+    AttnCase c;
+    c.B = 1;
+    c.T = 1030;  // 17 tiles of 64, the last one partial
+    c.H = 2;
+    c.D = D;
+    c.scale = 0.12f;
+    c.kernel = gpu::AttentionKernel::kTensorCores;
+    check_case(c, seed += 10);
+    c.window = 300;  // window edges inside tiles
+    check_case(c, seed += 10);
+    c.window = 0;
+    c.doc = random_documents(c.B, c.T, seed);
     check_case(c, seed += 10);
   }
+}
+
+TEST_CASE("gpu attention, tensor cores: unsupported head dims and misaligned tensors are refused", "[gpu][attention]") {
+  const auto tc = gpu::AttentionKernel::kTensorCores;
+  DeviceBf16 x(4 * 128), y(4 * 128 + 8);  // inputs; outputs, y.get() + 1 misaligned
+  DeviceArray<float> lse(4);
+  REQUIRE_THROWS_AS(gpu::attention_forward(y.get(), lse.get(), nullptr, x.get(), x.get(), x.get(), 1, 4, 1, 32, 1.0f,
+                                           0, nullptr, nullptr, tc),
+                    std::invalid_argument);
+  REQUIRE_THROWS_AS(gpu::attention_forward(y.get() + 1, lse.get(), nullptr, x.get(), x.get(), x.get(), 1, 4, 1, 64,
+                                           1.0f, 0, nullptr, nullptr, tc),
+                    std::invalid_argument);
+  // auto never refuses: it falls back to the CUDA cores for these.
+  gpu::attention_forward(y.get() + 1, lse.get(), nullptr, x.get(), x.get(), x.get(), 1, 4, 1, 64, 1.0f, 0, nullptr,
+                         nullptr, gpu::AttentionKernel::kAuto);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  REQUIRE(gpu::parse_attention_kernel("tensor_cores") == tc);
+  REQUIRE_THROWS_AS(gpu::parse_attention_kernel("fast"), std::invalid_argument);
 }
 
 TEST_CASE("gpu attention rejects bad sizes and empty inputs write max_logit", "[gpu][attention]") {

@@ -24,9 +24,12 @@
 #include "kernels/cuda/matmul.cuh"
 #include "model/params.h"
 #include "optim/optimizer.h"
+#include "unit/model_fixtures.h"
 
 using namespace muongpt;
 using namespace muongpt::gpu_test;
+using muongpt::test::muon_and_rest;
+using muongpt::test::muon_group;
 
 namespace {
 
@@ -40,27 +43,6 @@ ModelConfig small_model() {
   m.mlp_hidden = 80;
   m.max_seq_len = 16;
   return m;
-}
-
-OptimConfig groups(const OptimGroupConfig& muon) {
-  OptimConfig oc;
-  OptimGroupConfig rest;
-  rest.name = "rest";
-  rest.params = {"*"};
-  rest.lr = 0.01;
-  rest.weight_decay = 0.1;
-  oc.groups = {muon, rest};
-  return oc;
-}
-
-OptimGroupConfig muon_group() {
-  OptimGroupConfig g;
-  g.name = "hidden";
-  g.type = "muon";
-  g.params = {"blocks.*.attn.*.weight", "blocks.*.mlp.*.weight"};
-  g.lr = 0.05;
-  g.momentum = 0.9;
-  return g;
 }
 
 double frobenius_diff(const std::vector<float>& a, const std::vector<float>& b, size_t off, size_t n) {
@@ -160,32 +142,32 @@ TEST_CASE("gpu optimizer: the tiny config's groups and schedule follow the CPU",
 
 TEST_CASE("gpu optimizer: momentum forms sum and ema, with and without Nesterov", "[gpu][optimizer]") {
   OptimGroupConfig g = muon_group();
-  compare(groups(g), "ema momentum, nesterov, original scale");
+  compare(muon_and_rest(g), "ema momentum, nesterov, original scale");
   g.nesterov = false;
-  compare(groups(g), "ema momentum, no nesterov");
+  compare(muon_and_rest(g), "ema momentum, no nesterov");
   g.momentum_form = "sum";
-  compare(groups(g), "sum momentum, no nesterov");
+  compare(muon_and_rest(g), "sum momentum, no nesterov");
   g.nesterov = true;
-  compare(groups(g), "sum momentum, nesterov");
+  compare(muon_and_rest(g), "sum momentum, nesterov");
 }
 
 TEST_CASE("gpu optimizer: update scales", "[gpu][optimizer]") {
   OptimGroupConfig g = muon_group();
   for (const char* scale : {"original", "match_rms_adamw", "none", "sqrt_max_dim"}) {
     g.update_scale = scale;
-    compare(groups(g), std::string("update_scale ") + scale);
+    compare(muon_and_rest(g), std::string("update_scale ") + scale);
   }
 }
 
 TEST_CASE("gpu optimizer: weight decay, its lr_squared schedule, cautious decay", "[gpu][optimizer]") {
   OptimGroupConfig g = muon_group();
   g.weight_decay = 0.5;
-  compare(groups(g), "weight decay");
+  compare(muon_and_rest(g), "weight decay");
   g.cautious_weight_decay = true;
-  compare(groups(g), "cautious weight decay");
+  compare(muon_and_rest(g), "cautious weight decay");
   g.weight_decay_schedule = "lr_squared";
   g.weight_decay = 5.0;
-  compare(groups(g), "cautious weight decay, lr_squared schedule");
+  compare(muon_and_rest(g), "cautious weight decay, lr_squared schedule");
 }
 
 TEST_CASE("gpu optimizer: NorMuon on every axis", "[gpu][optimizer]") {
@@ -194,32 +176,32 @@ TEST_CASE("gpu optimizer: NorMuon on every axis", "[gpu][optimizer]") {
   for (const char* axis : {"auto", "rows", "cols"}) {
     g.normuon.axis = axis;
     g.update_scale = "match_rms_adamw";
-    compare(groups(g), std::string("NorMuon axis ") + axis);
+    compare(muon_and_rest(g), std::string("NorMuon axis ") + axis);
   }
   g.normuon.axis = "auto";
   g.per_head = "qkv";
-  compare(groups(g), "NorMuon with per-head blocks");
+  compare(muon_and_rest(g), "NorMuon with per-head blocks");
 }
 
 TEST_CASE("gpu optimizer: per-head blocks, momentum warmup, Polar Express", "[gpu][optimizer]") {
   OptimGroupConfig g = muon_group();
   g.per_head = "qk";
-  compare(groups(g), "per-head q/k blocks (fused qkv)");
+  compare(muon_and_rest(g), "per-head q/k blocks (fused qkv)");
   g.per_head = "qkv";
   g.heads_per_block = 2;
-  compare(groups(g), "per-head q/k/v blocks of 2 heads (fused qkv)");
+  compare(muon_and_rest(g), "per-head q/k/v blocks of 2 heads (fused qkv)");
   Setup separate;
   separate.model.qkv = "separate";
   g.heads_per_block = 1;
-  compare(groups(g), "per-head q/k/v blocks (separate q, k, v)", separate);
+  compare(muon_and_rest(g), "per-head q/k/v blocks (separate q, k, v)", separate);
   g = muon_group();
   g.momentum_warmup_start = 0.5;
   g.momentum_warmup_steps = 3;
-  compare(groups(g), "momentum warmup");
+  compare(muon_and_rest(g), "momentum warmup");
   g.ns.coefficients = "polar_express";
   g.ns.norm_scale = 1.02;
   g.ns.norm_eps = 1e-6;
-  compare(groups(g), "momentum warmup, Polar Express");
+  compare(muon_and_rest(g), "momentum warmup, Polar Express");
 }
 
 TEST_CASE("gpu optimizer: AdamW only", "[gpu][optimizer]") {
@@ -245,7 +227,7 @@ TEST_CASE("gpu optimizer: AdamW only", "[gpu][optimizer]") {
 TEST_CASE("gpu optimizer: state round trip and resume from the CPU's state", "[gpu][optimizer]") {
   OptimGroupConfig g = muon_group();
   g.normuon.enabled = true;
-  const OptimConfig oc = groups(g);
+  const OptimConfig oc = muon_and_rest(g);
   const ModelConfig mc = small_model();
   const ParamTable table(mc);
   ScheduleConfig sched;
@@ -344,7 +326,7 @@ TEST_CASE("gpu optimizer: QK-clip rescales the heads whose logits exceeded tau, 
 }
 
 TEST_CASE("gpu optimizer: what it cannot run is named", "[gpu][optimizer]") {
-  OptimConfig oc = groups(muon_group());
+  OptimConfig oc = muon_and_rest(muon_group());
   std::string why;
   REQUIRE(DeviceOptimizer::supports(oc, why));
   oc.groups[0].normuon.enabled = true;

@@ -11,6 +11,7 @@
 #include "backend/cuda/gpt_cuda.h"
 #include "config/config_io.h"
 #include "dist/comm.h"
+#include "train/grad_buckets.h"
 #include "train/trainer.h"
 #include "gpu_test_util.h"
 #include "model/gpt.h"
@@ -120,6 +121,56 @@ TEST_CASE("gpu model: the other side of each switch", "[gpu][model]") {
   m.document_mask = true;
   m.attn_window = {0, 5, 1, 12};
   compare_with_cpu(m, "document mask, windows 0/5/1/12");
+}
+
+TEST_CASE("gpu model: tensor-core attention (head dim 64) matches the CPU model", "[gpu][model]") {
+  ModelConfig m = gpu_sized(test::all_features_model());
+  m.d_model = 128;
+  m.n_head = 2;  // head dim 64
+  m.attention_kernel = "tensor_cores";
+  compare_with_cpu(m, "tensor cores, all features");
+  m.document_mask = true;
+  m.attn_window = {0, 5, 1, 12};
+  compare_with_cpu(m, "tensor cores, document mask, windows 0/5/1/12");
+}
+
+TEST_CASE("gpu model: each block's gradients are final when the backward reports them", "[gpu][model]") {
+  const ModelConfig cfg = gpu_sized(test::all_features_model());
+  const int B = 2, T = 20, N = B * T;
+  GptCuda model(cfg, B, T);
+  model.set_params(random_bf16(model.table().total(), 3, -0.3f, 0.3f));
+  const GradBuckets plan = plan_grad_buckets(model.table(), cfg.n_layer);
+  REQUIRE(plan.layers.size() == static_cast<size_t>(cfg.n_layer));
+  std::vector<int32_t> tokens(N), targets(N);
+  const auto r = random_ints(2 * N, 9, 0, cfg.vocab_size);
+  for (int i = 0; i < N; ++i) tokens[i] = r[i], targets[i] = r[N + i];
+
+  // The hook copies the block's gradients on the model's stream (ordered after
+  // the kernels enqueued so far): the copy must equal the final gradients.
+  DeviceArray<float> snapshot(std::vector<float>(model.table().total(), std::nanf("")));
+  std::vector<int> order;
+  model.set_layer_grads_hook([&](int l) {
+    order.push_back(l);
+    const GradRange g = plan.layers[l];
+    CUDA_CHECK(cudaMemcpyAsync(snapshot.get() + g.begin, model.device_grads() + g.begin, g.size() * sizeof(float),
+                               cudaMemcpyDeviceToDevice, model.stream()));
+  });
+  model.zero_grad();
+  model.forward(tokens.data(), targets.data(), B, T);
+  model.backward(1.0f / N);
+  model.set_layer_grads_hook(nullptr);
+  gpu_test::sync();
+  std::vector<int> expected(cfg.n_layer);
+  for (int l = 0; l < cfg.n_layer; ++l) expected[l] = cfg.n_layer - 1 - l;
+  REQUIRE(order == expected);
+  const std::vector<float> grads = model.grads(), copy = snapshot.download();
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    INFO("block " << l);
+    const GradRange g = plan.layers[l];
+    const std::vector<float> a(grads.begin() + g.begin, grads.begin() + g.end), b(copy.begin() + g.begin,
+                                                                                 copy.begin() + g.end);
+    require_same_bits(b, a, "snapshot vs final gradients");
+  }
 }
 
 TEST_CASE("gpu training: 10 Muon + AdamW steps follow the CPU's losses", "[gpu][model][train]") {

@@ -1,4 +1,5 @@
-// Small model configurations shared by the model tests.
+// Small model and optimizer configurations shared by the model and optimizer
+// tests (CPU and GPU).
 #pragma once
 
 #include "config/config.h"
@@ -31,6 +32,30 @@ inline ModelConfig all_features_model() {
   m.x0_shortcut = true;
   m.unet_skips = true;
   return m;
+}
+
+// A Muon group "hidden" over every attention and MLP weight matrix.
+inline OptimGroupConfig muon_group(double lr = 0.05) {
+  OptimGroupConfig g;
+  g.name = "hidden";
+  g.type = "muon";
+  g.params = {"blocks.*.attn.*.weight", "blocks.*.mlp.*.weight"};
+  g.lr = lr;
+  g.momentum = 0.9;
+  return g;
+}
+
+// `muon`, then an AdamW group "rest" taking every other parameter (rest_lr 0
+// leaves them unchanged).
+inline OptimConfig muon_and_rest(const OptimGroupConfig& muon, double rest_lr = 0.01, double rest_weight_decay = 0.1) {
+  OptimGroupConfig rest;
+  rest.name = "rest";
+  rest.params = {"*"};
+  rest.lr = rest_lr;
+  rest.weight_decay = rest_weight_decay;
+  OptimConfig oc;
+  oc.groups = {muon, rest};
+  return oc;
 }
 
 }  // namespace muongpt::test

@@ -65,6 +65,11 @@ TEST_CASE("impossible shapes and batches are rejected with the key", "[config]")
   cfg.model.n_head = 5;
   require_error([&] { validate_config(cfg, "t.json", 1); }, {"t.json", "model.n_head", "does not divide model.d_model"});
   cfg = config_from_json(tiny(), "t.json");
+  cfg.model.attention_kernel = "tensor_cores";  // the tiny model's head dim is not 64 or 128
+  REQUIRE(cfg.model.head_dim() != 64);
+  REQUIRE(cfg.model.head_dim() != 128);
+  require_error([&] { validate_config(cfg, "t.json", 1); }, {"model.attention_kernel", "64 or 128", "cuda_cores"});
+  cfg = config_from_json(tiny(), "t.json");
   cfg.batch.global_tokens = 1000;
   require_error([&] { validate_config(cfg, "t.json", 1); }, {"batch.global_tokens", "not divisible"});
   cfg = config_from_json(tiny(), "t.json");

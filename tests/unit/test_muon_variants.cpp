@@ -18,6 +18,7 @@
 #include "kernels/cpu/optimizer_updates.h"
 #include "linalg.h"
 #include "model/gpt.h"
+#include "model_fixtures.h"
 #include "optim/optimizer.h"
 #include "optim/qk_clip.h"
 #include "test_support.h"
@@ -32,27 +33,6 @@ json load_variants() {
   std::ifstream in(test_path("fixtures/reference/muon_variants.json"));
   REQUIRE(in.good());
   return json::parse(in);
-}
-
-// A Muon group over all attention and MLP matrices, the rest AdamW with lr 0.
-OptimConfig muon_only(const OptimGroupConfig& muon) {
-  OptimConfig oc;
-  OptimGroupConfig rest;
-  rest.name = "rest";
-  rest.params = {"*"};
-  rest.lr = 0.0;
-  oc.groups = {muon, rest};
-  return oc;
-}
-
-OptimGroupConfig plain_muon() {
-  OptimGroupConfig g;
-  g.name = "hidden";
-  g.type = "muon";
-  g.params = {"blocks.*.attn.*.weight", "blocks.*.mlp.*.weight"};
-  g.lr = 0.1;
-  g.momentum = 0.9;
-  return g;
 }
 
 ModelConfig small_model(const std::string& qkv, int n_head, int d_model, bool bias) {
@@ -169,11 +149,11 @@ TEST_CASE("update scale none leaves the orthogonalised update unscaled", "[optim
   REQUIRE(muon_update_scale("none", 3072, 768) == 1.0);
   const ModelConfig m = small_model("fused", 2, 8, false);
   const ParamTable table(m);
-  OptimGroupConfig g = plain_muon();
+  OptimGroupConfig g = muon_group(0.1);
   g.update_scale = "none";
   g.weight_decay = 0.5;
   g.momentum_form = "sum";
-  Optimizer<double> opt(table, muon_only(g), constant_schedule(), 10, "test");
+  Optimizer<double> opt(table, muon_and_rest(g, 0.0, 0.0), constant_schedule(), 10, "test");
   auto w = random_vector<double>(table.total(), 1), grad = random_vector<double>(table.total(), 2);
   const auto w0 = w;
   opt.step(w.data(), grad.data(), 0);
@@ -201,14 +181,14 @@ TEST_CASE("cautious weight decay skips elements whose update and weight differ i
   SECTION("through the optimizer, with the lr_squared schedule") {
     const ModelConfig m = small_model("fused", 2, 8, false);
     const ParamTable table(m);
-    OptimGroupConfig g = plain_muon();
+    OptimGroupConfig g = muon_group(0.1);
     g.weight_decay = 3.0;
     g.cautious_weight_decay = true;
     g.weight_decay_schedule = "lr_squared";
     ScheduleConfig sched;
     sched.kind = "linear";
     sched.final_lr_frac = 0.5;
-    Optimizer<double> opt(table, muon_only(g), sched, 10, "test");
+    Optimizer<double> opt(table, muon_and_rest(g, 0.0, 0.0), sched, 10, "test");
     auto wv = random_vector<double>(table.total(), 3), grad = random_vector<double>(table.total(), 4);
     const auto w0 = wv;
     opt.step(wv.data(), grad.data(), 4);  // lr = 0.1 * (1 - 0.5 * 4/10) = 0.08
@@ -277,7 +257,7 @@ TEST_CASE("per-head orthogonalisation: every head block is orthogonal on its own
       INFO(qkv << " qkv, " << heads_per_block << " heads per block");
       const ModelConfig m = small_model(qkv, 4, 16, false);  // head_dim 4
       const ParamTable table(m);
-      OptimGroupConfig g = plain_muon();
+      OptimGroupConfig g = muon_group(0.1);
       g.per_head = "qk";
       g.heads_per_block = heads_per_block;
       g.lr = 1.0;
@@ -290,7 +270,7 @@ TEST_CASE("per-head orthogonalisation: every head block is orthogonal on its own
       REQUIRE(blocks.size() == size_t(qkv == "fused" ? 2 * 4 / heads_per_block + 1 : 4 / heads_per_block));
       REQUIRE(blocks[1].row0 == block_rows);
       REQUIRE(blocks[1].rows == block_rows);
-      Optimizer<double> opt(table, muon_only(g), constant_schedule(), 10, "test", {}, nullptr, m.n_head);
+      Optimizer<double> opt(table, muon_and_rest(g, 0.0, 0.0), constant_schedule(), 10, "test", {}, nullptr, m.n_head);
       std::vector<double> w(table.total(), 0.0);
       const auto grad = random_vector<double>(table.total(), 7);
       opt.step(w.data(), grad.data(), 0);  // w = -O
@@ -398,9 +378,9 @@ TEST_CASE("QK-clip brings each clipped head's max logit to tau and leaves the ot
           const auto params_before = model.params();
           const int expect_clipped = static_cast<int>(blown.size());
           if (through_optimizer) {
-            OptimGroupConfig g = plain_muon();
+            OptimGroupConfig g = muon_group(0.1);
             g.lr = 0.0;  // the step itself changes nothing: only the clip acts
-            OptimConfig oc = muon_only(g);
+            OptimConfig oc = muon_and_rest(g, 0.0, 0.0);
             oc.qk_clip.enabled = true;
             Optimizer<double> opt(model.table(), oc, constant_schedule(), 10, "test");
             std::vector<double> grads(model.table().total(), 0.0);
@@ -473,7 +453,7 @@ TEST_CASE("diagnostics: update RMS, orthogonality error, max logits", "[optim][m
 
   const ModelConfig m = small_model("fused", 2, 8, false);
   const ParamTable table(m);
-  OptimConfig oc = muon_only(plain_muon());
+  OptimConfig oc = muon_and_rest(muon_group(0.1), 0.0, 0.0);
   oc.diagnostics_every = 2;
   oc.diagnostics_param = "blocks.0.mlp.fc.weight";
   Optimizer<double> opt(table, oc, constant_schedule(), 10, "test");
@@ -592,7 +572,7 @@ class ThreadComm final : public Comm {
 
 // All the variants at once on a model with separate and fused attention.
 OptimConfig everything_config() {
-  OptimGroupConfig g = plain_muon();
+  OptimGroupConfig g = muon_group(0.1);
   g.lr = 0.05;
   g.weight_decay = 5.0;
   g.cautious_weight_decay = true;
@@ -603,8 +583,7 @@ OptimConfig everything_config() {
   g.ns.coefficients = "polar_express";
   g.ns.norm_scale = 1.02;
   g.ns.norm_eps = 1e-6;
-  OptimConfig oc = muon_only(g);
-  oc.groups[1].lr = 0.01;  // AdamW too (zero1 shards it)
+  OptimConfig oc = muon_and_rest(g, 0.01, 0.0);  // AdamW too (zero1 shards it)
   oc.qk_clip.enabled = true;
   oc.qk_clip.tau = 1.25;  // fake_logit exceeds it at some heads
   oc.diagnostics_every = 2;

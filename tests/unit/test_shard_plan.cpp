@@ -8,18 +8,8 @@ using namespace muongpt;
 using namespace muongpt::test;
 
 namespace {
-OptimConfig groups() {
-  OptimConfig oc;
-  OptimGroupConfig muon;
-  muon.name = "hidden";
-  muon.type = "muon";
-  muon.params = {"blocks.*.attn.*.weight", "blocks.*.mlp.*.weight"};
-  OptimGroupConfig rest;
-  rest.name = "rest";
-  rest.params = {"*"};
-  oc.groups = {muon, rest};
-  return oc;
-}
+// Group assignment is all that matters here (learning rates are not used).
+OptimConfig groups() { return muon_and_rest(muon_group()); }
 }  // namespace
 
 TEST_CASE("shard plans cover every element exactly once", "[optim][dist]") {

@@ -85,7 +85,8 @@ std::string attention_bench_gpu_name() {
 }
 
 GpuAttentionTiming time_attention_gpu(int B, int T, int H, int D, int window, const std::vector<int32_t>& doc_ids,
-                                      int steps, int warmup) {
+                                      const std::string& kernel_name, int steps, int warmup) {
+  const gpu::AttentionKernel kernel = gpu::parse_attention_kernel(kernel_name);
   CUDA_CHECK(cudaSetDevice(local_gpu_index()));
   const size_t n = static_cast<size_t>(B) * T * H * D;
   const size_t rows = static_cast<size_t>(B) * H * T;
@@ -117,11 +118,11 @@ GpuAttentionTiming time_attention_gpu(int B, int T, int H, int D, int window, co
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   auto forward = [&] {
     gpu::attention_forward(out.get(), lse.get(), /*max_logit=*/nullptr, q.get(), k.get(), v.get(), B, T, H, D, scale,
-                           window, doc_ptr, s);
+                           window, doc_ptr, s, kernel);
   };
   auto backward = [&] {
     gpu::attention_backward(dq.get(), dk.get(), dv.get(), dout.get(), out.get(), lse.get(), q.get(), k.get(), v.get(),
-                            B, T, H, D, scale, window, doc_ptr, scratch.get(), s);
+                            B, T, H, D, scale, window, doc_ptr, scratch.get(), s, kernel);
   };
   for (int i = 0; i < warmup; ++i) {
     forward();

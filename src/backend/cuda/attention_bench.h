@@ -23,9 +23,10 @@ std::string attention_bench_gpu_name();
 // (B, T, H, D) layout with CUDA events: `warmup` untimed forward+backward
 // passes, then `steps` forwards back to back, then `steps` forward+backward
 // passes back to back. doc_ids: (B * T) document ids, or empty for none.
+// kernel: auto | cuda_cores | tensor_cores (gpu::AttentionKernel).
 // Fails with a clear message when the tensors do not fit in GPU memory.
 GpuAttentionTiming time_attention_gpu(int B, int T, int H, int D, int window, const std::vector<int32_t>& doc_ids,
-                                      int steps, int warmup);
+                                      const std::string& kernel, int steps, int warmup);
 
 }  // namespace muongpt
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/activation.cuh"
@@ -91,6 +92,8 @@ struct GptCuda::Impl {
   int C, H, D, F, L, Vp, V_softmax;
   bool layernorm, rope, fused_qkv;
   float eps;
+  gpu::AttentionKernel attention_kernel;
+  std::function<void(int)> layer_grads_hook;
   cudaStream_t stream = nullptr;
   gpu::Matmul matmul;
 
@@ -129,7 +132,8 @@ struct GptCuda::Impl {
   bool have_targets = false;
   std::vector<int32_t> host_tokens;
 
-  Impl(const ModelConfig& c, int mb, int ms) : cfg(c), table(c), max_batch(mb), max_seq(ms) {}
+  Impl(const ModelConfig& c, int mb, int ms)
+      : cfg(c), table(c), max_batch(mb), max_seq(ms), attention_kernel(gpu::parse_attention_kernel(c.attention_kernel)) {}
 
   size_t off(const std::string& name) const {
     const ParamSpec* s = table.find(name);
@@ -491,7 +495,7 @@ double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, in
     m.qk_forward(a.q, a.q_mid, a.q_rstd, a.q_raw);
     m.qk_forward(a.k, a.k_mid, a.k_rstd, a.k_raw);
     gpu::attention_forward(a.att, a.lse, m.max_logits + static_cast<size_t>(l) * m.H, a.q, a.k, a.v, B, Tn, m.H, m.D,
-                           scale, m.cfg.window(l), m.docs(), s);
+                           scale, m.cfg.window(l), m.docs(), s, m.attention_kernel);
     m.matmul.forward(a.attn_out, a.att, m.pb(ly.proj_w), m.pb(ly.proj_b), N, m.C, m.C, s);
     gpu::mix_forward(a.x_attn, x, a.attn_out, MixCoef::constant(1.0f), MixCoef::constant(branch), NC, s);
     // MLP
@@ -562,7 +566,7 @@ void GptCuda::backward(float loss_scale) {
     m.matmul.backward(m.datt, m.g(ly.proj_w), m.g(ly.proj_b), m.dattn_out, a.att, m.pb(ly.proj_w), N, m.C, m.C,
                       false, s);
     gpu::attention_backward(m.dq, m.dk, m.dv, m.datt, a.att, a.lse, a.q, a.k, a.v, B, Tn, m.H, m.D, scale,
-                            m.cfg.window(l), m.docs(), m.attn_scratch, s);
+                            m.cfg.window(l), m.docs(), m.attn_scratch, s, m.attention_kernel);
     if (m.cfg.value_residual) {
       const float* lam = m.p32(ly.value_lambda);
       float* dlam = m.g(ly.value_lambda);
@@ -603,6 +607,7 @@ void GptCuda::backward(float loss_scale) {
     }
     // dres = dL/d(boundary l); add the skip gradients aimed at this boundary
     if (m.dskip[l]) m.add(m.dres, m.dres, m.dskip[l], NC);
+    if (m.layer_grads_hook) m.layer_grads_hook(l);  // blocks.l.* gradients are enqueued
   }
   m.add(m.dx0, m.dx0, m.dres, NC);
   const bf16* demb = m.dx0;
@@ -614,5 +619,7 @@ void GptCuda::backward(float loss_scale) {
                           m.num_unique, B, Tn, m.C, s);
   CUDA_CHECK(cudaStreamSynchronize(s));
 }
+
+void GptCuda::set_layer_grads_hook(std::function<void(int)> hook) { impl_->layer_grads_hook = std::move(hook); }
 
 }  // namespace muongpt

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cuda_runtime_api.h>
+#include <functional>
 
 #include <cstdint>
 #include <memory>
@@ -53,6 +54,11 @@ class GptCuda {
   // Same contract as Gpt<T>::forward / backward (host token arrays).
   double forward(const int32_t* tokens, const int32_t* targets, int B, int Tn, const int32_t* doc_ids = nullptr);
   void backward(float loss_scale);
+
+  // Called by backward() once the kernels that finish the gradients of block
+  // l's parameters (blocks.l.*) are enqueued on stream(), for l = n_layer-1
+  // down to 0 (record an event there to wait for them). Empty = none.
+  void set_layer_grads_hook(std::function<void(int)> hook);
 
   // Logits (B*Tn, padded vocab) of the last forward, as floats; before backward.
   std::vector<float> logits() const;

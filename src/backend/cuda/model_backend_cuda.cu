@@ -14,6 +14,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/optimizer.cuh"
 #include "kernels/cuda/reduce.cuh"
+#include "train/grad_buckets.h"
 #include "train/model_backend.h"
 #include "util/error.h"
 
@@ -21,7 +22,12 @@ namespace muongpt {
 
 namespace {
 
-// Gradient norm, clipping and the optimizer, all on the model's stream.
+// Gradient norm, clipping and the optimizer, all on the model's stream. With
+// several ranks the gradients are summed over NCCL on a stream of their own:
+// on the last micro-step each block's gradients are reduced as soon as the
+// backward has enqueued them (train/grad_buckets.h), overlapping the rest of
+// the backward; the embeddings, head and other global parameters follow after
+// the backward, and allreduce_grads() waits for all of it.
 class CudaDeviceStep final : public DeviceStep {
  public:
   CudaDeviceStep(GptCuda& model, const OptimConfig& optim, const ScheduleConfig& schedule, int total_steps,
@@ -31,18 +37,48 @@ class CudaDeviceStep final : public DeviceStep {
                    model.stream()) {
     CUDA_CHECK(cudaMalloc(&sum_sq_, sizeof(double) * (1 + gpu::reduce_scratch_doubles())));
 #if MUONGPT_HAVE_NCCL
-    if (comm.world() > 1) nccl_ = std::make_unique<NcclComm>(comm, model.stream(), timeout_s);
+    if (comm.world() > 1) {
+      CUDA_CHECK(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking));
+      CUDA_CHECK(cudaEventCreateWithFlags(&grads_ready_, cudaEventDisableTiming));
+      nccl_ = std::make_unique<NcclComm>(comm, comm_stream_, timeout_s);
+      buckets_ = plan_grad_buckets(model.table(), model.config().n_layer);
+    }
 #else
     MUONGPT_CHECK(comm.world() == 1, "several ranks need NCCL for the device step");
 #endif
   }
 
-  void allreduce_grads() override {
+  void begin_last_backward() override {
 #if MUONGPT_HAVE_NCCL
-    if (nccl_) nccl_->all_reduce_sum(model_.device_grads(), model_.table().total(), "gradients");
+    if (!nccl_ || buckets_.layers.empty()) return;
+    overlapping_ = true;
+    model_.set_layer_grads_hook([this](int layer) { reduce_when_ready(buckets_.layers[layer], "block gradients"); });
 #endif
   }
-  ~CudaDeviceStep() override { cudaFree(sum_sq_); }
+
+  void allreduce_grads() override {
+#if MUONGPT_HAVE_NCCL
+    if (!nccl_) return;
+    model_.set_layer_grads_hook(nullptr);
+    if (overlapping_) {
+      for (const GradRange& r : buckets_.rest) reduce_when_ready(r, "gradients");
+    } else {
+      reduce_when_ready({0, model_.table().total()}, "gradients");
+    }
+    overlapping_ = false;
+    nccl_->finish("gradients");  // the model's stream is idle (backward synchronises), so it may go on
+#endif
+  }
+
+  ~CudaDeviceStep() override {
+#if MUONGPT_HAVE_NCCL
+    model_.set_layer_grads_hook(nullptr);
+    nccl_.reset();
+    if (grads_ready_) cudaEventDestroy(grads_ready_);
+    if (comm_stream_) cudaStreamDestroy(comm_stream_);
+#endif
+    cudaFree(sum_sq_);
+  }
   CudaDeviceStep(const CudaDeviceStep&) = delete;
   CudaDeviceStep& operator=(const CudaDeviceStep&) = delete;
 
@@ -71,7 +107,17 @@ class CudaDeviceStep final : public DeviceStep {
   DeviceOptimizer optimizer_;
   double* sum_sq_ = nullptr;  // [0] = sum of squares, then the reduction scratch
 #if MUONGPT_HAVE_NCCL
-  std::unique_ptr<NcclComm> nccl_;  // several ranks
+  // The sum over ranks of grads[r] behind the model stream's work so far.
+  void reduce_when_ready(const GradRange& r, const char* what) {
+    CUDA_CHECK(cudaEventRecord(grads_ready_, model_.stream()));
+    nccl_->all_reduce_sum_after(model_.device_grads() + r.begin, r.size(), grads_ready_, what);
+  }
+
+  cudaStream_t comm_stream_ = nullptr;   // several ranks: the gradient reductions
+  cudaEvent_t grads_ready_ = nullptr;    // recorded on the model's stream before each reduction
+  std::unique_ptr<NcclComm> nccl_;
+  GradBuckets buckets_;
+  bool overlapping_ = false;             // blocks reduced during this step's last backward
 #endif
 };
 
@@ -94,6 +140,7 @@ class CudaModel final : public ModelBackend {
   }
   void backward(float loss_scale) override { model_.backward(loss_scale); }
   std::vector<float> max_attention_logits() const override { return model_.max_attention_logits(); }
+  void set_layer_grads_hook(std::function<void(int)> hook) override { model_.set_layer_grads_hook(std::move(hook)); }
   void grads_to_host() override { grads_ = model_.grads(); }
   void params_to_device() override { model_.set_params(params_); }
   void params_to_host() override { params_ = model_.params(); }

@@ -120,28 +120,42 @@ std::string NcclComm::name() const {
   return str("nccl ", version / 10000, ".", (version / 100) % 100, ".", version % 100, " (", world_, " ranks)");
 }
 
+void NcclComm::fail_aborted(const std::string& why) {
+  ncclCommAbort(impl_->comm);
+  impl_->comm = nullptr;
+  fail(why);
+}
+
 void NcclComm::wait(const char* what) {
   const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s_);
   while (true) {
     ncclResult_t async = ncclSuccess;
     ncclCommGetAsyncError(impl_->comm, &async);
-    if (async != ncclSuccess && async != ncclInProgress) {
-      ncclCommAbort(impl_->comm);
-      impl_->comm = nullptr;
-      fail("NCCL error in ", what, " on rank ", rank_, " of ", world_, ": ", ncclGetErrorString(async));
-    }
+    if (async != ncclSuccess && async != ncclInProgress)
+      fail_aborted(str("NCCL error in ", what, " on rank ", rank_, " of ", world_, ": ", ncclGetErrorString(async)));
     if (async == ncclSuccess) {
       const cudaError_t q = cudaStreamQuery(stream_);
       if (q == cudaSuccess) return;
       if (q != cudaErrorNotReady) CUDA_CHECK(q);
     }
-    if (Clock::now() > deadline) {
-      ncclCommAbort(impl_->comm);
-      impl_->comm = nullptr;
-      fail("NCCL: ", what, " did not finish within ", timeout_s_, " s on rank ", rank_, " of ", world_,
-           " (a peer died or hangs; dist.timeout_s sets the limit)");
-    }
+    if (Clock::now() > deadline)
+      fail_aborted(str("NCCL: ", what, " did not finish within ", timeout_s_, " s on rank ", rank_, " of ", world_,
+                       " (a peer died or hangs; dist.timeout_s sets the limit)"));
     std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
+void NcclComm::settle(const char* what) {
+  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s_);
+  while (true) {
+    ncclResult_t async = ncclSuccess;
+    ncclCommGetAsyncError(impl_->comm, &async);
+    if (async == ncclSuccess) return;
+    if (async != ncclInProgress)
+      fail_aborted(str("NCCL error in ", what, " on rank ", rank_, " of ", world_, ": ", ncclGetErrorString(async)));
+    if (Clock::now() > deadline)
+      fail_aborted(str("NCCL: ", what, " was not accepted within ", timeout_s_, " s on rank ", rank_, " of ", world_));
+    std::this_thread::yield();
   }
 }
 
@@ -166,6 +180,13 @@ void NcclComm::all_reduce_sum(float* data, size_t n, const char* what) { all_red
 void NcclComm::all_reduce_sum(double* data, size_t n, const char* what) { all_reduce(data, n, ncclFloat64, ncclSum, what); }
 void NcclComm::all_reduce_max(float* data, size_t n, const char* what) { all_reduce(data, n, ncclFloat32, ncclMax, what); }
 void NcclComm::all_reduce_max(double* data, size_t n, const char* what) { all_reduce(data, n, ncclFloat64, ncclMax, what); }
+
+void NcclComm::all_reduce_sum_after(float* data, size_t n, cudaEvent_t ready, const char* what) {
+  MUONGPT_CHECK(impl_->comm, "NCCL communicator used after an abort");
+  CUDA_CHECK(cudaStreamWaitEvent(stream_, ready, 0));
+  check_enqueue(ncclAllReduce(data, data, n, ncclFloat32, ncclSum, impl_->comm, stream_), what, rank_, world_);
+  settle(what);
+}
 
 void NcclComm::abort() {
   if (impl_->comm) ncclCommAbort(impl_->comm);

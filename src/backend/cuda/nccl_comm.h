@@ -53,6 +53,13 @@ class NcclComm {
   void all_gather(const float* send, float* recv, size_t part, const char* what);
   void broadcast(void* data, size_t bytes, int root, const char* what);
 
+  // Overlap with compute: enqueues an in-place sum of data[0, n) on stream()
+  // behind `ready` (an event recorded on the stream that produces the data)
+  // and returns without waiting for the reduction; finish() waits for all of
+  // them (see Faults). Every rank enqueues the same sequence.
+  void all_reduce_sum_after(float* data, size_t n, cudaEvent_t ready, const char* what);
+  void finish(const char* what) { wait(what); }
+
   void set_timeout(double seconds) { timeout_s_ = seconds; }
   // Aborts the communicator (peers then fail in their wait()).
   void abort();
@@ -62,6 +69,10 @@ class NcclComm {
   NcclComm(int rank, int world, const void* unique_id, cudaStream_t stream, double timeout_s);
   void init(const void* unique_id);
   void wait(const char* what);
+  // Polls until the last (non-blocking) NCCL call has been accepted, without
+  // waiting for the stream; errors and timeouts as in wait().
+  void settle(const char* what);
+  [[noreturn]] void fail_aborted(const std::string& why);
   // type, op: ncclDataType_t, ncclRedOp_t (kept out of this header).
   void all_reduce(void* data, size_t n, int type, int op, const char* what);
 

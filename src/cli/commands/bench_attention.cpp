@@ -11,7 +11,7 @@
 // scripts/bench/attention_torch.py builds the same cases (the same document
 // lengths too) and counts the same way.
 //
-// Devices: cuda (or auto with a usable GPU) runs kernels/cuda's attention in
+// Devices (select_device decides auto): cuda runs kernels/cuda's attention in
 // bf16 (src/backend/cuda/attention_bench.cu); cpu runs the fp32 reference of
 // kernels/cpu/attention.h, which stores the (B, H, T, T) probabilities, so its
 // defaults are small.
@@ -45,16 +45,17 @@ namespace {
 // What the command line gave (an Option's count() tells whether it was given).
 struct AttentionArgs {
   bool enabled = false;
-  std::string seq_lens, windows;
+  std::string seq_lens, windows, kernel = "auto";
   int heads = 0, head_dim = 0, doc_len = 0;
   int64_t tokens = 0;
   CLI::Option *seq_lens_opt = nullptr, *windows_opt = nullptr, *heads_opt = nullptr, *head_dim_opt = nullptr,
-              *tokens_opt = nullptr, *doc_len_opt = nullptr;
+              *tokens_opt = nullptr, *doc_len_opt = nullptr, *kernel_opt = nullptr;
 };
 
 // The resolved settings of one run.
 struct Settings {
   std::vector<int> seq_lens, windows;
+  std::string kernel;  // GPU only: auto | cuda_cores | tensor_cores
   int heads = 0, head_dim = 0, doc_len = 0;
   int64_t tokens = 0;
 };
@@ -186,16 +187,6 @@ std::vector<int> parse_list(const std::string& text, const char* option) {
   return values;
 }
 
-// "cuda" when asked for, or for auto when this build has CUDA and sees a usable GPU.
-std::string choose_device(const std::string& requested) {
-  if (requested == "auto") {
-    const DeviceReport report = detect_devices();
-    const bool usable = report.cuda_built && !report.gpus.empty() && report.gpus[0].major >= 8;
-    return usable ? "cuda" : "cpu";
-  }
-  return select_device(requested, /*verbose=*/false);
-}
-
 Settings resolve(const AttentionArgs& a, bool gpu) {
   Settings s;
   auto given = [](const CLI::Option* o) { return o && o->count() > 0; };
@@ -218,11 +209,14 @@ Settings resolve(const AttentionArgs& a, bool gpu) {
     fail("bench --attention: --head-dim must be even and in [2, 128] (the CUDA kernel's range), got ", s.head_dim);
   if (s.tokens <= 0) fail("bench --attention: --tokens must be positive, got ", s.tokens);
   if (s.doc_len <= 0) fail("bench --attention: --doc-len must be positive, got ", s.doc_len);
+  s.kernel = a.kernel;
+  if (s.kernel == "tensor_cores" && s.head_dim != 64 && s.head_dim != 128)
+    fail("bench --attention: --attention-kernel tensor_cores needs --head-dim 64 or 128, got ", s.head_dim);
   return s;
 }
 
 void run(const AttentionArgs& args, const std::string& requested_device, int steps, int warmup) {
-  const std::string device = choose_device(requested_device);
+  const std::string device = select_device(requested_device, /*verbose=*/false);
   const bool gpu = device == "cuda";
   const Settings s = resolve(args, gpu);
   const std::vector<Case> cases = build_cases(s);
@@ -250,9 +244,11 @@ void run(const AttentionArgs& args, const std::string& requested_device, int ste
     }
   }
 
+  const std::string kernel = gpu ? s.kernel : "cpu_reference";
   std::printf("bench --attention on %s: %s, heads %d, head dim %d, %d timed runs after %d warmup (%s)\n",
               device_name.c_str(), dtype.c_str(), H, D, steps, warmup,
-              gpu ? "kernels/cuda/attention.cuh" : "fp32 reference, kernels/cpu/attention.h");
+              gpu ? ("kernels/cuda/attention.cuh, kernel " + kernel).c_str()
+                  : "fp32 reference, kernels/cpu/attention.h");
   std::printf("FLOPs: forward = 4 * head_dim * heads * allowed query-key pairs (exact for the mask); "
               "forward+backward = 3.5 x forward (no credit for recomputation)\n");
   std::printf("%8s %7s %5s %6s %14s %11s %11s %11s %11s\n", "seq_len", "window", "docs", "batch", "pairs", "fwd ms",
@@ -265,7 +261,7 @@ void run(const AttentionArgs& args, const std::string& requested_device, int ste
     if (gpu) {
 #if MUONGPT_HAVE_CUDA
       const GpuAttentionTiming g =
-          time_attention_gpu(c.batch, c.seq_len, H, D, c.window, document_ids(c), steps, warmup);
+          time_attention_gpu(c.batch, c.seq_len, H, D, c.window, document_ids(c), s.kernel, steps, warmup);
       t = {g.ms_fwd, g.ms_fwd_bwd, g.nonfinite};
 #endif
     } else {
@@ -291,6 +287,7 @@ void run(const AttentionArgs& args, const std::string& requested_device, int ste
                      {"head_dim", D},
                      {"device", device_name},
                      {"dtype", dtype},
+                     {"kernel", kernel},
                      {"pairs", c.pairs},
                      {"flops_fwd", flops_fwd},
                      {"ms_fwd", t.ms_fwd},
@@ -325,10 +322,14 @@ BenchMode add_attention_bench(CLI::App* bench) {
   a->doc_len_opt = bench->add_option("--doc-len", a->doc_len,
                                      "with --attention: mean document length of the document-masked case "
                                      "(default 2048 on the GPU, 64 on the CPU)");
+  a->kernel_opt = bench->add_option("--attention-kernel", a->kernel,
+                                    "with --attention on the GPU: auto | cuda_cores | tensor_cores (default auto, "
+                                    "as model.attention_kernel)")
+                      ->check(CLI::IsMember({"auto", "cuda_cores", "tensor_cores"}));
   return [a](const RunOptions& options, int steps, int warmup) {
     if (!a->enabled) {
-      for (const CLI::Option* o :
-           {a->seq_lens_opt, a->windows_opt, a->heads_opt, a->head_dim_opt, a->tokens_opt, a->doc_len_opt})
+      for (const CLI::Option* o : {a->seq_lens_opt, a->windows_opt, a->heads_opt, a->head_dim_opt, a->tokens_opt,
+                                   a->doc_len_opt, a->kernel_opt})
         if (o->count() > 0) fail("bench: ", o->get_name(), " only applies with --attention");
       return false;
     }

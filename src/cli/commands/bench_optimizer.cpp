@@ -187,15 +187,6 @@ OptimizerBenchResult bench_cpu(const Config& cfg, const std::string& source, int
   return r;
 }
 
-// Which device runs the bench: auto picks a usable GPU of a CUDA build (unlike
-// training, which keeps auto on the CPU until the GPU backend has been run).
-std::string bench_device(const std::string& requested) {
-  if (requested != "auto") return select_device(requested, false);
-  const DeviceReport report = detect_devices();
-  if (report.cuda_built && !report.gpus.empty() && report.gpus[0].major >= 8) return "cuda";
-  return "cpu";
-}
-
 nlohmann::json shapes_json(const Config& cfg, const std::string& source) {
   const ParamTable table(cfg.model);
   const ParamGroupAssignment assign = assign_groups(table, cfg.optim, source);
@@ -252,7 +243,7 @@ BenchMode add_optimizer_bench(CLI::App* bench) {
       }
       return true;
     }
-    const std::string device = bench_device(o.device);
+    const std::string device = select_device(o.device, /*verbose=*/false);
     OptimizerBenchResult r;
 #if MUONGPT_HAVE_CUDA
     r = device == "cuda" ? bench_optimizer_gpu(cfg, source, steps, warmup) : bench_cpu(cfg, source, steps, warmup);

@@ -1,0 +1,46 @@
+// Device helpers shared by the two attention implementations (attention.cu,
+// CUDA cores; attention_mma.cu, tensor cores): the mask rule, the tile ranges
+// it allows, and the order-preserving float keys of the per-head max logit.
+// Internal to kernels/cuda; the public API is attention.cuh.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cuda/common.cuh"
+
+namespace muongpt::gpu::attention_detail {
+
+// allowed(t, j) = j <= t and (window == 0 or t - j < window)
+//                 and (doc == null or doc[t] == doc[j])
+struct Mask {
+  int window;          // 0 = full causal
+  const int32_t* doc;  // doc ids of this batch row (T of them, global or shared memory), or null
+
+  // t, j: positions in [0, T). Reads doc[j] only when j <= t.
+  __device__ bool allowed(int t, int j) const {
+    return j <= t && (window == 0 || t - j < window) && (doc == nullptr || doc[t] == doc[j]);
+  }
+};
+
+// First key any of the queries [t0, ...] may see, and last query that may see
+// any of the keys [..., j1] (T - 1 without a window).
+__device__ inline int first_visible_key(int t0, int window) { return window > 0 ? max(0, t0 - (window - 1)) : 0; }
+__device__ inline int last_query_seeing(int j1, int T, int window) {
+  return window > 0 ? static_cast<int>(min(static_cast<long long>(T) - 1, static_cast<long long>(j1) + window - 1))
+                    : T - 1;
+}
+
+// max_logit is reduced with atomicMax on an order-preserving integer image
+// of the float (max is exact and order-free, so the result is deterministic).
+// Key 0 (below every float's key) stands for "no logit" = -inf.
+__device__ inline unsigned ordered_key(float f) {
+  const unsigned u = __float_as_uint(f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+__device__ inline float from_ordered_key(unsigned key) {
+  if (key == 0) return -INFINITY;
+  return __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
+}
+
+}  // namespace muongpt::gpu::attention_detail
