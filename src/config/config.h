@@ -334,6 +334,7 @@ struct DistConfig {
   std::string muon = "replicated";
   double timeout_s = 600.0;
   std::string gpu_gradients = "nccl";
+  bool overlap_grads = true;
 
   template <class V>
   void visit(V& v) {
@@ -348,6 +349,9 @@ struct DistConfig {
       "GPU runs with several ranks: nccl: gradients summed on the devices, optimizer on the GPU; host: through the "
       "host communicator with the host optimizer (lets several ranks share one GPU, for tests)",
       {"nccl", "host"});
+    v("overlap_grads", overlap_grads,
+      "GPU runs with several ranks (nccl): all-reduce each block's gradients during the last micro-batch's backward "
+      "(false: one all-reduce after the backward, for comparison)");
   }
 };
 

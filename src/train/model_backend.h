@@ -53,7 +53,10 @@ class ModelBackend {
   virtual ~ModelBackend() = default;
   virtual std::string device() const = 0;  // "cpu" or "cuda:<i> (<name>)"
   virtual const ParamTable& table() const = 0;
-  // Host copies (see above). params() is authoritative between steps.
+  // Host copies (see above). params() is authoritative between steps;
+  // grads() holds the gradients after grads_to_host() (a GPU backend keeps
+  // no host gradient buffer before its first call, so the device-step path
+  // never holds one).
   virtual std::vector<float>& params() = 0;
   virtual std::vector<float>& grads() = 0;
   virtual void zero_grad() = 0;
@@ -70,10 +73,11 @@ class ModelBackend {
   virtual void params_to_host() {}
   // The device optimizer step for these groups, or null where the optimizer
   // runs on the host copies (the CPU; several ranks in a build without NCCL).
-  // Collective over `comm` (it bootstraps NCCL with several ranks).
+  // Collective over `comm` (it bootstraps NCCL with several ranks); dist
+  // gives the timeout and whether gradient reduction overlaps the backward.
   virtual std::unique_ptr<DeviceStep> make_device_step(const OptimConfig& optim, const ScheduleConfig& schedule,
                                                        int total_steps, const std::string& source, Comm& comm,
-                                                       double timeout_s) {
+                                                       const DistConfig& dist) {
     return nullptr;
   }
 };

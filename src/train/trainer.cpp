@@ -53,7 +53,7 @@ Trainer::Trainer(const Config& cfg, const std::string& source, Comm& comm, const
   // dist.gpu_gradients = host use the host optimizer.
   const bool host_gradients = comm.world() > 1 && (optimizer_.plan().any_sharded() || cfg.dist.gpu_gradients == "host");
   if (cfg.optim.diagnostics_every == 0 && !host_gradients)
-    device_step_ = model_->make_device_step(cfg.optim, cfg.schedule, cfg.train.steps, source, comm, cfg.dist.timeout_s);
+    device_step_ = model_->make_device_step(cfg.optim, cfg.schedule, cfg.train.steps, source, comm, cfg.dist);
   init_params<float>(model_->table(), model_->params().data(), cfg.train.seed);
   model_->params_to_device();
   loader_ = std::make_unique<PrefetchingLoader>(

@@ -31,7 +31,7 @@ namespace {
 class CudaDeviceStep final : public DeviceStep {
  public:
   CudaDeviceStep(GptCuda& model, const OptimConfig& optim, const ScheduleConfig& schedule, int total_steps,
-                 const std::string& source, Comm& comm, double timeout_s)
+                 const std::string& source, Comm& comm, double timeout_s, bool overlap)
       : model_(model),
         optimizer_(model.table(), optim, schedule, total_steps, source, model.config().n_head, model.matmul(),
                    model.stream()) {
@@ -41,7 +41,7 @@ class CudaDeviceStep final : public DeviceStep {
       CUDA_CHECK(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking));
       CUDA_CHECK(cudaEventCreateWithFlags(&grads_ready_, cudaEventDisableTiming));
       nccl_ = std::make_unique<NcclComm>(comm, comm_stream_, timeout_s);
-      buckets_ = plan_grad_buckets(model.table(), model.config().n_layer);
+      if (overlap) buckets_ = plan_grad_buckets(model.table(), model.config().n_layer);
     }
 #else
     MUONGPT_CHECK(comm.world() == 1, "several ranks need NCCL for the device step");
@@ -127,8 +127,7 @@ class CudaModel final : public ModelBackend {
     cudaDeviceProp prop{};
     CUDA_CHECK(cudaGetDeviceProperties(&prop, index_));
     name_ = prop.name;
-    params_.assign(model_.table().total(), 0.0f);
-    grads_.assign(model_.table().total(), 0.0f);
+    params_.assign(model_.table().total(), 0.0f);  // grads_ stays empty until grads_to_host()
   }
   std::string device() const override { return str("cuda:", index_, " (", name_, ")"); }
   const ParamTable& table() const override { return model_.table(); }
@@ -146,13 +145,14 @@ class CudaModel final : public ModelBackend {
   void params_to_host() override { params_ = model_.params(); }
   std::unique_ptr<DeviceStep> make_device_step(const OptimConfig& optim, const ScheduleConfig& schedule,
                                                int total_steps, const std::string& source, Comm& comm,
-                                               double timeout_s) override {
+                                               const DistConfig& dist) override {
 #if !MUONGPT_HAVE_NCCL
     if (comm.world() > 1) return nullptr;  // host all-reduce and the host optimizer
 #endif
     std::string why;
     if (!DeviceOptimizer::supports(optim, why)) return nullptr;  // e.g. diagnostics: the host optimizer runs them
-    return std::make_unique<CudaDeviceStep>(model_, optim, schedule, total_steps, source, comm, timeout_s);
+    return std::make_unique<CudaDeviceStep>(model_, optim, schedule, total_steps, source, comm, dist.timeout_s,
+                                            dist.overlap_grads);
   }
 
  private:
