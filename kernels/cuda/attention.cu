@@ -82,18 +82,14 @@ __global__ void __launch_bounds__(kThreads)
                              int B, int T, int H, int D, float scale, int window, const int32_t* doc_ids,
                              int tiles) {
   extern __shared__ float smem[];
-  const int bh_count = B * H;
-  const int tile = tiles - 1 - static_cast<int>(blockIdx.x / bh_count);
-  const int bh = static_cast<int>(blockIdx.x % bh_count);
-  const int b = bh / H, h = bh % H;
+  const auto [tile, bh, b, h, pos_stride, head, doc] =
+      head_tile(B, T, H, D, doc_ids, tiles, /*last_tile_first=*/true);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int kstride = lane_row_stride(D);
   float* sQ = smem;                  // [kTile][D], read as broadcasts
   float* sK = sQ + kTile * D;        // [kTile][D|1], lane j reads row j
   float* sV = sK + kTile * kstride;  // [kTile][D], lane reads its columns
-  const size_t pos_stride = static_cast<size_t>(H) * D;
-  const size_t head = static_cast<size_t>(b) * T * pos_stride + static_cast<size_t>(h) * D;
-  const Mask mask{window, doc_ids ? doc_ids + static_cast<size_t>(b) * T : nullptr};
+  const Mask mask{window, doc};
 
   const int q0 = tile * kTile;
   const int q_last = min(T, q0 + kTile) - 1;
@@ -214,10 +210,8 @@ __global__ void __launch_bounds__(kThreads)
                                    const bf16* q, const bf16* k, const bf16* v, int B, int T, int H, int D,
                                    float scale, int window, const int32_t* doc_ids) {
   extern __shared__ float smem[];
-  const int bh_count = B * H;
-  const int tile = static_cast<int>(blockIdx.x / bh_count);
-  const int bh = static_cast<int>(blockIdx.x % bh_count);
-  const int b = bh / H, h = bh % H;
+  const auto [tile, bh, b, h, pos_stride, head, doc] =
+      head_tile(B, T, H, D, doc_ids, 0, /*last_tile_first=*/false);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int qstride = lane_row_stride(D);
   float* sK = smem;                      // [kTile][D]
@@ -226,11 +220,9 @@ __global__ void __launch_bounds__(kThreads)
   float* sdO = sQ + kTile * qstride;     // [kTile][D|1]
   float* sLse = sdO + kTile * qstride;   // [kTile]
   float* sDelta = sLse + kTile;          // [kTile]
-  const size_t pos_stride = static_cast<size_t>(H) * D;
-  const size_t head = static_cast<size_t>(b) * T * pos_stride + static_cast<size_t>(h) * D;
   const float* lse_bh = lse + static_cast<size_t>(bh) * T;
   const float* delta_bh = delta + static_cast<size_t>(bh) * T;
-  const Mask mask{window, doc_ids ? doc_ids + static_cast<size_t>(b) * T : nullptr};
+  const Mask mask{window, doc};
 
   const int k0 = tile * kTile;
   const int k_last = min(T, k0 + kTile) - 1;
@@ -314,19 +306,15 @@ __global__ void __launch_bounds__(kThreads)
                                  const bf16* k, const bf16* v, int B, int T, int H, int D, float scale, int window,
                                  const int32_t* doc_ids, int tiles) {
   extern __shared__ float smem[];
-  const int bh_count = B * H;
-  const int tile = tiles - 1 - static_cast<int>(blockIdx.x / bh_count);
-  const int bh = static_cast<int>(blockIdx.x % bh_count);
-  const int b = bh / H, h = bh % H;
+  const auto [tile, bh, b, h, pos_stride, head, doc] =
+      head_tile(B, T, H, D, doc_ids, tiles, /*last_tile_first=*/true);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int kstride = lane_row_stride(D);
   float* sQ = smem;                  // [kTile][D]
   float* sdO = sQ + kTile * D;       // [kTile][D]
   float* sK = sdO + kTile * D;       // [kTile][D|1]
   float* sV = sK + kTile * kstride;  // [kTile][D|1]
-  const size_t pos_stride = static_cast<size_t>(H) * D;
-  const size_t head = static_cast<size_t>(b) * T * pos_stride + static_cast<size_t>(h) * D;
-  const Mask mask{window, doc_ids ? doc_ids + static_cast<size_t>(b) * T : nullptr};
+  const Mask mask{window, doc};
 
   const int q0 = tile * kTile;
   const int q_last = min(T, q0 + kTile) - 1;

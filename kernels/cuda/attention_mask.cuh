@@ -4,6 +4,7 @@
 // Internal to kernels/cuda; the public API is attention.cuh.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/cuda/common.cuh"
@@ -28,6 +29,29 @@ __device__ inline int first_visible_key(int t0, int window) { return window > 0 
 __device__ inline int last_query_seeing(int j1, int T, int window) {
   return window > 0 ? static_cast<int>(min(static_cast<long long>(T) - 1, static_cast<long long>(j1) + window - 1))
                     : T - 1;
+}
+
+// Where a block of the tile kernels works: blockIdx.x = slot * (B * H) + bh.
+// Slots run from the tile with the most work: the last tile first when tiles
+// are queries (the last query tile sees the most keys), the first when they are
+// keys (the first key tile is seen by the most queries).
+struct HeadTile {
+  int tile, bh, b, h;
+  size_t pos_stride;   // elements between consecutive positions (H * D)
+  size_t head;         // offset of element (b, 0, h, 0) in a (B, T, H, D) tensor
+  const int32_t* doc;  // document ids of batch row b, or null
+};
+
+__device__ inline HeadTile head_tile(int B, int T, int H, int D, const int32_t* doc_ids, int tiles,
+                                     bool last_tile_first) {
+  const int bh_count = B * H;
+  const int slot = static_cast<int>(blockIdx.x / bh_count);
+  const int bh = static_cast<int>(blockIdx.x % bh_count);
+  const int b = bh / H, h = bh % H;
+  const size_t pos_stride = static_cast<size_t>(H) * D;
+  return {last_tile_first ? tiles - 1 - slot : slot, bh, b, h, pos_stride,
+          static_cast<size_t>(b) * T * pos_stride + static_cast<size_t>(h) * D,
+          doc_ids ? doc_ids + static_cast<size_t>(b) * T : nullptr};
 }
 
 // max_logit is reduced with atomicMax on an order-preserving integer image

@@ -162,6 +162,70 @@ __device__ __forceinline__ void store2(bf16* p, float x, float y) {
   *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(x, y);
 }
 
+// --- warp products shared by the three kernels --------------------------------
+
+template <int N>
+__device__ __forceinline__ void zero(float (&acc)[N][4]) {
+#pragma unroll
+  for (int n = 0; n < N; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+}
+
+// The two score tiles of the backward over the head dim, for the warp's 16
+// rows (wr0..) against the other tile's N * 8 rows (all tiles [rows][D + 8]):
+//   x = own_x[rows] . other_x[rows]^T,   y = own_y[rows] . other_y[rows]^T.
+template <int D, int N>
+__device__ __forceinline__ void score_pair(float (&x)[N][4], float (&y)[N][4], const bf16* own_x, const bf16* own_y,
+                                           const bf16* other_x, const bf16* other_y, int wr0, int lane) {
+  constexpr int kLd = Dims<D>::kLd;
+  zero(x);
+  zero(y);
+#pragma unroll
+  for (int kk = 0; kk < Dims<D>::kDk; ++kk) {
+    uint32_t ax[4], ay[4];
+    load_a(ax, own_x, kLd, wr0, kk * 16, lane);
+    load_a(ay, own_y, kLd, wr0, kk * 16, lane);
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      uint32_t b0, b1;
+      load_b_from_rows(b0, b1, other_x, kLd, n * 8, kk * 16, lane);
+      mma16816(x[n], ax, b0, b1);
+      load_b_from_rows(b0, b1, other_y, kLd, n * 8, kk * 16, lane);
+      mma16816(y[n], ay, b0, b1);
+    }
+  }
+}
+
+// acc (16 x D) += w (16 x N*8, accumulator registers, rounded to bf16) times
+// the tile's first N*8 rows ([rows][D + 8]), 16 rows at a time.
+template <int D, int N>
+__device__ __forceinline__ void accumulate_product(float (&acc)[Dims<D>::kDt][4], const float (&w)[N][4],
+                                                   const bf16* tile, int lane) {
+#pragma unroll
+  for (int kc = 0; kc < N / 2; ++kc) {
+    uint32_t a[4];
+    accumulators_to_a(a, w[2 * kc], w[2 * kc + 1]);
+#pragma unroll
+    for (int dp = 0; dp < D / 16; ++dp) {
+      uint32_t b[4];
+      load_b_from_cols_x2(b, tile, Dims<D>::kLd, kc * 16, dp * 16, lane);
+      mma16816(acc[2 * dp], a, b[0], b[1]);
+      mma16816(acc[2 * dp + 1], a, b[2], b[3]);
+    }
+  }
+}
+
+// Start of one step of a tile walk under a document mask: loads the ids of
+// the new tile (n positions from pos0) and says whether any pair of the two
+// tiles is allowed (block-uniform, barriers inside). Without a document mask
+// every tile in range is needed.
+__device__ bool doc_tile_needed(const int32_t* doc, int* ids, int pos0, int n, int T, const TileMask& mask,
+                                int q_rows, int k_rows) {
+  if (doc == nullptr) return true;
+  load_ids(ids, doc, pos0, n, T);
+  __syncthreads();
+  return tile_pair_visible(mask, q_rows, k_rows);
+}
+
 // --- forward -----------------------------------------------------------------
 
 template <int D>
@@ -184,14 +248,9 @@ __global__ void __launch_bounds__(kThreads)
   int* sDocQ = reinterpret_cast<int*>(sV + kKeys * kLd);
   int* sDocK = sDocQ + kBlockRows;
 
-  const int bh_count = B * H;
-  const int tile = tiles - 1 - static_cast<int>(blockIdx.x / bh_count);
-  const int bh = static_cast<int>(blockIdx.x % bh_count);
-  const int b = bh / H, h = bh % H;
+  const auto [tile, bh, b, h, pos_stride, head, doc] =
+      head_tile(B, T, H, D, doc_ids, tiles, /*last_tile_first=*/true);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const size_t pos_stride = static_cast<size_t>(H) * D;
-  const size_t head = static_cast<size_t>(b) * T * pos_stride + static_cast<size_t>(h) * D;
-  const int32_t* doc = doc_ids ? doc_ids + static_cast<size_t>(b) * T : nullptr;
 
   const int q0 = tile * kBlockRows;
   const int q_last = min(T, q0 + kBlockRows) - 1;
@@ -206,19 +265,14 @@ __global__ void __launch_bounds__(kThreads)
   for (int kk = 0; kk < Dm::kDk; ++kk) load_a(qf[kk], sQ, kLd, wr0, kk * 16, lane);
 
   float o[Dm::kDt][4];
-#pragma unroll
-  for (int n = 0; n < Dm::kDt; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  zero(o);
   float m[2] = {-INFINITY, -INFINITY};  // running max of rows g, g + 8 (quad-uniform)
   float l[2] = {0.0f, 0.0f};            // this lane's part of the running sum of exp(s - m)
 
   for (int k0 = first_visible_key(q0, window) / kKeys * kKeys; k0 <= q_last; k0 += kKeys) {
     __syncthreads();  // every warp is done with the previous K, V and ids
     const TileMask mask{q0, k0, T, window, doc ? sDocQ : nullptr, sDocK};
-    if (doc) {
-      load_ids(sDocK, doc, k0, kKeys, T);
-      __syncthreads();
-      if (!tile_pair_visible(mask, kBlockRows, kKeys)) continue;
-    }
+    if (!doc_tile_needed(doc, sDocK, k0, kKeys, T, mask, kBlockRows, kKeys)) continue;
     load_rows<D>(sK, k + head, pos_stride, k0, kKeys, T);
     load_rows<D>(sV, v + head, pos_stride, k0, kKeys, T);
     __syncthreads();
@@ -226,8 +280,7 @@ __global__ void __launch_bounds__(kThreads)
     if (wq0 >= T || k0 > wq0 + kWarpRows - 1 || (window > 0 && wq0 - (k0 + kKeys - 1) >= window)) continue;
 
     float s[kNt][4];
-#pragma unroll
-    for (int n = 0; n < kNt; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+    zero(s);
 #pragma unroll
     for (int kk = 0; kk < Dm::kDk; ++kk)
 #pragma unroll
@@ -277,19 +330,7 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
 
-    // O += P V over the tile's keys, 16 at a time.
-#pragma unroll
-    for (int kc = 0; kc < kKeys / 16; ++kc) {
-      uint32_t a[4];
-      accumulators_to_a(a, s[2 * kc], s[2 * kc + 1]);
-#pragma unroll
-      for (int dp = 0; dp < D / 16; ++dp) {
-        uint32_t bv[4];
-        load_b_from_cols_x2(bv, sV, kLd, kc * 16, dp * 16, lane);
-        mma16816(o[2 * dp], a, bv[0], bv[1]);
-        mma16816(o[2 * dp + 1], a, bv[2], bv[3]);
-      }
-    }
+    accumulate_product<D>(o, s, sV, lane);  // O += P V
   }
 
   float warp_max_logit = -INFINITY;
@@ -344,16 +385,11 @@ __global__ void __launch_bounds__(kThreads)
   int* sDocK = reinterpret_cast<int*>(sDelta + kQ);
   int* sDocQ = sDocK + kBlockRows;
 
-  const int bh_count = B * H;
-  const int tile = static_cast<int>(blockIdx.x / bh_count);
-  const int bh = static_cast<int>(blockIdx.x % bh_count);
-  const int b = bh / H, h = bh % H;
+  const auto [tile, bh, b, h, pos_stride, head, doc] =
+      head_tile(B, T, H, D, doc_ids, 0, /*last_tile_first=*/false);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const size_t pos_stride = static_cast<size_t>(H) * D;
-  const size_t head = static_cast<size_t>(b) * T * pos_stride + static_cast<size_t>(h) * D;
   const float* lse_bh = lse + static_cast<size_t>(bh) * T;
   const float* delta_bh = delta + static_cast<size_t>(bh) * T;
-  const int32_t* doc = doc_ids ? doc_ids + static_cast<size_t>(b) * T : nullptr;
 
   const int k0 = tile * kBlockRows;
   const int k_last = min(T, k0 + kBlockRows) - 1;
@@ -364,21 +400,15 @@ __global__ void __launch_bounds__(kThreads)
   if (doc) load_ids(sDocK, doc, k0, kBlockRows, T);
 
   float dk_acc[Dm::kDt][4], dv_acc[Dm::kDt][4];
-#pragma unroll
-  for (int n = 0; n < Dm::kDt; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) dk_acc[n][e] = dv_acc[n][e] = 0.0f;
+  zero(dk_acc);
+  zero(dv_acc);
 
   // Causal: queries before k0 see none of these keys (k0 is a multiple of kQ).
   const int q_end = last_query_seeing(k_last, T, window);
   for (int q0 = k0; q0 <= q_end; q0 += kQ) {
     __syncthreads();  // every warp is done with the previous Q, dO, lse, delta and ids
     const TileMask mask{q0, k0, T, window, doc ? sDocQ : nullptr, sDocK};
-    if (doc) {
-      load_ids(sDocQ, doc, q0, kQ, T);
-      __syncthreads();
-      if (!tile_pair_visible(mask, kQ, kBlockRows)) continue;
-    }
+    if (!doc_tile_needed(doc, sDocQ, q0, kQ, T, mask, kQ, kBlockRows)) continue;
     load_rows<D>(sQ, q + head, pos_stride, q0, kQ, T);
     load_rows<D>(sdO, dout + head, pos_stride, q0, kQ, T);
     for (int i = threadIdx.x; i < kQ; i += kThreads) {
@@ -390,25 +420,8 @@ __global__ void __launch_bounds__(kThreads)
     // Warp-uniform: no query of the tile sees any of the warp's keys.
     if (wk0 >= T || wk0 > q0 + kQ - 1 || (window > 0 && q0 - (wk0 + kWarpRows - 1) >= window)) continue;
 
-    float st[kNt][4], dpt[kNt][4];  // S^T and dP^T: rows = the warp's keys, columns = the tile's queries
-#pragma unroll
-    for (int n = 0; n < kNt; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) st[n][e] = dpt[n][e] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < Dm::kDk; ++kk) {
-      uint32_t ak[4], av[4];
-      load_a(ak, sK, kLd, wr0, kk * 16, lane);
-      load_a(av, sV, kLd, wr0, kk * 16, lane);
-#pragma unroll
-      for (int n = 0; n < kNt; ++n) {
-        uint32_t b0, b1;
-        load_b_from_rows(b0, b1, sQ, kLd, n * 8, kk * 16, lane);
-        mma16816(st[n], ak, b0, b1);
-        load_b_from_rows(b0, b1, sdO, kLd, n * 8, kk * 16, lane);
-        mma16816(dpt[n], av, b0, b1);
-      }
-    }
+    float st[kNt][4], dpt[kNt][4];  // S^T = K Q^T and dP^T = V dO^T: rows = the warp's keys
+    score_pair<D>(st, dpt, sK, sV, sQ, sdO, wr0, lane);
 
     // P^T and dS^T in place.
 #pragma unroll
@@ -423,23 +436,8 @@ __global__ void __launch_bounds__(kThreads)
         dpt[n][e] = p * (dpt[n][e] - sDelta[query]);
       }
 
-    // dV += P^T dO and dK += dS^T Q over the tile's queries, 16 at a time.
-#pragma unroll
-    for (int kc = 0; kc < kQ / 16; ++kc) {
-      uint32_t ap[4], ads[4];
-      accumulators_to_a(ap, st[2 * kc], st[2 * kc + 1]);
-      accumulators_to_a(ads, dpt[2 * kc], dpt[2 * kc + 1]);
-#pragma unroll
-      for (int dp = 0; dp < D / 16; ++dp) {
-        uint32_t bo[4], bq[4];
-        load_b_from_cols_x2(bo, sdO, kLd, kc * 16, dp * 16, lane);
-        mma16816(dv_acc[2 * dp], ap, bo[0], bo[1]);
-        mma16816(dv_acc[2 * dp + 1], ap, bo[2], bo[3]);
-        load_b_from_cols_x2(bq, sQ, kLd, kc * 16, dp * 16, lane);
-        mma16816(dk_acc[2 * dp], ads, bq[0], bq[1]);
-        mma16816(dk_acc[2 * dp + 1], ads, bq[2], bq[3]);
-      }
-    }
+    accumulate_product<D>(dv_acc, st, sdO, lane);   // dV += P^T dO
+    accumulate_product<D>(dk_acc, dpt, sQ, lane);   // dK += dS^T Q
   }
 
 #pragma unroll
@@ -479,14 +477,9 @@ __global__ void __launch_bounds__(kThreads)
   int* sDocQ = reinterpret_cast<int*>(sV + kKeys * kLd);
   int* sDocK = sDocQ + kBlockRows;
 
-  const int bh_count = B * H;
-  const int tile = tiles - 1 - static_cast<int>(blockIdx.x / bh_count);
-  const int bh = static_cast<int>(blockIdx.x % bh_count);
-  const int b = bh / H, h = bh % H;
+  const auto [tile, bh, b, h, pos_stride, head, doc] =
+      head_tile(B, T, H, D, doc_ids, tiles, /*last_tile_first=*/true);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const size_t pos_stride = static_cast<size_t>(H) * D;
-  const size_t head = static_cast<size_t>(b) * T * pos_stride + static_cast<size_t>(h) * D;
-  const int32_t* doc = doc_ids ? doc_ids + static_cast<size_t>(b) * T : nullptr;
 
   const int q0 = tile * kBlockRows;
   const int q_last = min(T, q0 + kBlockRows) - 1;
@@ -504,41 +497,19 @@ __global__ void __launch_bounds__(kThreads)
     delta_r[r] = t < T ? delta[static_cast<size_t>(bh) * T + t] : 0.0f;
   }
   float dq_acc[Dm::kDt][4];
-#pragma unroll
-  for (int n = 0; n < Dm::kDt; ++n) dq_acc[n][0] = dq_acc[n][1] = dq_acc[n][2] = dq_acc[n][3] = 0.0f;
+  zero(dq_acc);
 
   for (int k0 = first_visible_key(q0, window) / kKeys * kKeys; k0 <= q_last; k0 += kKeys) {
     __syncthreads();  // every warp is done with the previous K, V and ids (and the first Q, dO are stored)
     const TileMask mask{q0, k0, T, window, doc ? sDocQ : nullptr, sDocK};
-    if (doc) {
-      load_ids(sDocK, doc, k0, kKeys, T);
-      __syncthreads();
-      if (!tile_pair_visible(mask, kBlockRows, kKeys)) continue;
-    }
+    if (!doc_tile_needed(doc, sDocK, k0, kKeys, T, mask, kBlockRows, kKeys)) continue;
     load_rows<D>(sK, k + head, pos_stride, k0, kKeys, T);
     load_rows<D>(sV, v + head, pos_stride, k0, kKeys, T);
     __syncthreads();
     if (wq0 >= T || k0 > wq0 + kWarpRows - 1 || (window > 0 && wq0 - (k0 + kKeys - 1) >= window)) continue;
 
-    float s[kNt][4], dp[kNt][4];  // S and dP: rows = the warp's queries, columns = the tile's keys
-#pragma unroll
-    for (int n = 0; n < kNt; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < Dm::kDk; ++kk) {
-      uint32_t aq[4], ao[4];
-      load_a(aq, sQ, kLd, wr0, kk * 16, lane);
-      load_a(ao, sdO, kLd, wr0, kk * 16, lane);
-#pragma unroll
-      for (int n = 0; n < kNt; ++n) {
-        uint32_t b0, b1;
-        load_b_from_rows(b0, b1, sK, kLd, n * 8, kk * 16, lane);
-        mma16816(s[n], aq, b0, b1);
-        load_b_from_rows(b0, b1, sV, kLd, n * 8, kk * 16, lane);
-        mma16816(dp[n], ao, b0, b1);
-      }
-    }
+    float s[kNt][4], dp[kNt][4];  // S = Q K^T and dP = dO V^T: rows = the warp's queries
+    score_pair<D>(s, dp, sQ, sdO, sK, sV, wr0, lane);
 
     // dS in place of S.
 #pragma unroll
@@ -551,19 +522,7 @@ __global__ void __launch_bounds__(kThreads)
         s[n][e] = p * (dp[n][e] - delta_r[r]);
       }
 
-    // dQ += dS K over the tile's keys, 16 at a time.
-#pragma unroll
-    for (int kc = 0; kc < kKeys / 16; ++kc) {
-      uint32_t a[4];
-      accumulators_to_a(a, s[2 * kc], s[2 * kc + 1]);
-#pragma unroll
-      for (int dpair = 0; dpair < D / 16; ++dpair) {
-        uint32_t bk[4];
-        load_b_from_cols_x2(bk, sK, kLd, kc * 16, dpair * 16, lane);
-        mma16816(dq_acc[2 * dpair], a, bk[0], bk[1]);
-        mma16816(dq_acc[2 * dpair + 1], a, bk[2], bk[3]);
-      }
-    }
+    accumulate_product<D>(dq_acc, s, sK, lane);  // dQ += dS K
   }
 
 #pragma unroll

@@ -31,6 +31,16 @@ __global__ void mix_forward_kernel(bf16* out, const bf16* x, const bf16* y, MixC
 
 // Elementwise dx/dy, and (when partial != null) per-block partial sums of
 // dout*x and dout*y into partial[2*block], partial[2*block+1].
+// dst[0, count) = c * g, or += with accumulate.
+__device__ __forceinline__ void write_scaled(bf16* dst, float c, const float (&g)[8], bool accumulate, int count,
+                                             bool vec) {
+  float d[8];
+  if (accumulate) load_upto8(dst, count, vec, d);
+#pragma unroll
+  for (int k = 0; k < 8; ++k) d[k] = accumulate ? d[k] + c * g[k] : c * g[k];
+  store_upto8(dst, count, vec, d);
+}
+
 __global__ void mix_backward_kernel(bf16* dx, bf16* dy, float* partial, const bf16* dout, const bf16* x,
                                     const bf16* y, MixCoef ca, MixCoef cb, size_t n, bool accumulate_dx,
                                     bool accumulate_dy, bool want_a, bool want_b, bool vec) {
@@ -55,20 +65,8 @@ __global__ void mix_backward_kernel(bf16* dx, bf16* dy, float* partial, const bf
 #pragma unroll
       for (int k = 0; k < 8; ++k) sum_b += g[k] * v[k];
     }
-    if (dx) {
-      float d[8];
-      if (accumulate_dx) load_upto8(dx + i, count, vec, d);
-#pragma unroll
-      for (int k = 0; k < 8; ++k) d[k] = accumulate_dx ? d[k] + a * g[k] : a * g[k];
-      store_upto8(dx + i, count, vec, d);
-    }
-    if (dy) {
-      float d[8];
-      if (accumulate_dy) load_upto8(dy + i, count, vec, d);
-#pragma unroll
-      for (int k = 0; k < 8; ++k) d[k] = accumulate_dy ? d[k] + b * g[k] : b * g[k];
-      store_upto8(dy + i, count, vec, d);
-    }
+    if (dx) write_scaled(dx + i, a, g, accumulate_dx, count, vec);
+    if (dy) write_scaled(dy + i, b, g, accumulate_dy, count, vec);
   }
   if (partial) {
     sum_a = block_sum(sum_a);

@@ -99,16 +99,9 @@ TEST_CASE("gpu model: loss, logits and gradients match the CPU model, every feat
 }
 
 TEST_CASE("gpu model: the other side of each switch", "[gpu][model]") {
-  ModelConfig m = gpu_sized(test::all_features_model());
-  m.norm = "layernorm";
-  m.activation = "gelu";
-  m.pos_embedding = "learned";
-  m.qkv = "separate";
-  m.tie_embeddings = true;
-  m.mask_padded_logits = true;
-  m.logit_softcap = 0;
+  ModelConfig m = test::other_switches(gpu_sized(test::all_features_model()));
   m.init.zero_head = false;
-  compare_with_cpu(m, "layernorm, gelu, learned positions, separate qkv, tied, masked padding");
+  compare_with_cpu(m, test::kOtherSwitches);
   m = gpu_sized(test::all_features_model());
   m.qk_norm_position = "after_rope";
   m.embed_norm = false;

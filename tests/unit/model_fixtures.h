@@ -34,6 +34,21 @@ inline ModelConfig all_features_model() {
   return m;
 }
 
+// The other side of the switches that change the block's structure:
+// LayerNorm, GELU, learned positions, separate q/k/v, tied head, padded logits
+// masked, no softcap.
+inline ModelConfig other_switches(ModelConfig m) {
+  m.norm = "layernorm";
+  m.activation = "gelu";
+  m.pos_embedding = "learned";
+  m.qkv = "separate";
+  m.tie_embeddings = true;
+  m.mask_padded_logits = true;
+  m.logit_softcap = 0;
+  return m;
+}
+constexpr const char* kOtherSwitches = "layernorm, gelu, learned positions, separate qkv, tied, masked padding";
+
 // A Muon group "hidden" over every attention and MLP weight matrix.
 inline OptimGroupConfig muon_group(double lr = 0.05) {
   OptimGroupConfig g;

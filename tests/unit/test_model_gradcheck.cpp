@@ -57,15 +57,7 @@ TEST_CASE("model gradients, document mask and per-layer sliding windows", "[mode
 
 TEST_CASE("model gradients, switch variants", "[model][gradcheck]") {
   {
-    ModelConfig m = all_features_model();
-    m.norm = "layernorm";
-    m.activation = "gelu";
-    m.pos_embedding = "learned";
-    m.qkv = "separate";
-    m.tie_embeddings = true;
-    m.mask_padded_logits = true;
-    m.logit_softcap = 0;
-    check_model_gradients(m, "layernorm, gelu, learned positions, separate qkv, tied, masked padding");
+    check_model_gradients(other_switches(all_features_model()), kOtherSwitches);
   }
   {
     ModelConfig m = all_features_model();

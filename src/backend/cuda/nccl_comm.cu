@@ -126,7 +126,11 @@ void NcclComm::fail_aborted(const std::string& why) {
   fail(why);
 }
 
-void NcclComm::wait(const char* what) {
+void NcclComm::wait(const char* what) { poll(what, /*until_stream_idle=*/true); }
+
+void NcclComm::settle(const char* what) { poll(what, /*until_stream_idle=*/false); }
+
+void NcclComm::poll(const char* what, bool until_stream_idle) {
   const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s_);
   while (true) {
     ncclResult_t async = ncclSuccess;
@@ -134,28 +138,19 @@ void NcclComm::wait(const char* what) {
     if (async != ncclSuccess && async != ncclInProgress)
       fail_aborted(str("NCCL error in ", what, " on rank ", rank_, " of ", world_, ": ", ncclGetErrorString(async)));
     if (async == ncclSuccess) {
+      if (!until_stream_idle) return;
       const cudaError_t q = cudaStreamQuery(stream_);
       if (q == cudaSuccess) return;
       if (q != cudaErrorNotReady) CUDA_CHECK(q);
     }
     if (Clock::now() > deadline)
-      fail_aborted(str("NCCL: ", what, " did not finish within ", timeout_s_, " s on rank ", rank_, " of ", world_,
+      fail_aborted(str("NCCL: ", what, until_stream_idle ? " did not finish" : " was not accepted", " within ",
+                       timeout_s_, " s on rank ", rank_, " of ", world_,
                        " (a peer died or hangs; dist.timeout_s sets the limit)"));
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
-  }
-}
-
-void NcclComm::settle(const char* what) {
-  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s_);
-  while (true) {
-    ncclResult_t async = ncclSuccess;
-    ncclCommGetAsyncError(impl_->comm, &async);
-    if (async == ncclSuccess) return;
-    if (async != ncclInProgress)
-      fail_aborted(str("NCCL error in ", what, " on rank ", rank_, " of ", world_, ": ", ncclGetErrorString(async)));
-    if (Clock::now() > deadline)
-      fail_aborted(str("NCCL: ", what, " was not accepted within ", timeout_s_, " s on rank ", rank_, " of ", world_));
-    std::this_thread::yield();
+    if (until_stream_idle)
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    else
+      std::this_thread::yield();  // accepting an enqueue is quick
   }
 }
 

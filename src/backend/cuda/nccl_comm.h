@@ -72,6 +72,8 @@ class NcclComm {
   // Polls until the last (non-blocking) NCCL call has been accepted, without
   // waiting for the stream; errors and timeouts as in wait().
   void settle(const char* what);
+  // Both: NCCL errors and the timeout abort the communicator and throw.
+  void poll(const char* what, bool until_stream_idle);
   [[noreturn]] void fail_aborted(const std::string& why);
   // type, op: ncclDataType_t, ncclRedOp_t (kept out of this header).
   void all_reduce(void* data, size_t n, int type, int op, const char* what);
