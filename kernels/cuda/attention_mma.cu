@@ -29,6 +29,7 @@
 #include "kernels/cuda/attention_mma.cuh"
 
 #include "kernels/cuda/attention_mask.cuh"
+#include "kernels/cuda/mma.cuh"
 
 namespace muongpt::gpu::attention_detail {
 
@@ -58,14 +59,6 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
-// c += a b for one m16n8k16 step.
-__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // A fragment: rows r0..r0+15, cols k0..k0+15 of a row-major tile.
 __device__ __forceinline__ void load_a(uint32_t (&a)[4], const bf16* tile, int ld, int r0, int k0, int lane) {
@@ -188,9 +181,9 @@ __device__ __forceinline__ void score_pair(float (&x)[N][4], float (&y)[N][4], c
     for (int n = 0; n < N; ++n) {
       uint32_t b0, b1;
       load_b_from_rows(b0, b1, other_x, kLd, n * 8, kk * 16, lane);
-      mma16816(x[n], ax, b0, b1);
+      mma_m16n8k16(x[n], ax, b0, b1);
       load_b_from_rows(b0, b1, other_y, kLd, n * 8, kk * 16, lane);
-      mma16816(y[n], ay, b0, b1);
+      mma_m16n8k16(y[n], ay, b0, b1);
     }
   }
 }
@@ -208,8 +201,8 @@ __device__ __forceinline__ void accumulate_product(float (&acc)[Dims<D>::kDt][4]
     for (int dp = 0; dp < D / 16; ++dp) {
       uint32_t b[4];
       load_b_from_cols_x2(b, tile, Dims<D>::kLd, kc * 16, dp * 16, lane);
-      mma16816(acc[2 * dp], a, b[0], b[1]);
-      mma16816(acc[2 * dp + 1], a, b[2], b[3]);
+      mma_m16n8k16(acc[2 * dp], a, b[0], b[1]);
+      mma_m16n8k16(acc[2 * dp + 1], a, b[2], b[3]);
     }
   }
 }
@@ -287,7 +280,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int n = 0; n < kNt; ++n) {
         uint32_t b0, b1;
         load_b_from_rows(b0, b1, sK, kLd, n * 8, kk * 16, lane);
-        mma16816(s[n], qf[kk], b0, b1);
+        mma_m16n8k16(s[n], qf[kk], b0, b1);
       }
 
     // Scale; mask unless every pair of the warp's rows and the tile is allowed.

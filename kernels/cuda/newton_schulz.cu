@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "kernels/cuda/reduce.cuh"
+#include "kernels/cuda/symmetric_matmul.cuh"
 
 namespace muongpt::gpu {
 
@@ -102,14 +103,16 @@ size_t newton_schulz_batched_scratch_doubles(int count) {
 }
 
 void newton_schulz(bf16* out, const float* G, int rows, int cols, const NsCoefficients* coeffs, int steps,
-                   float norm_scale, float eps, bf16* workspace, double* scratch, Matmul& mm, cudaStream_t stream) {
+                   float norm_scale, float eps, bf16* workspace, double* scratch, Matmul& mm, cudaStream_t stream,
+                   NsGramKernel gram) {
   const size_t n = static_cast<size_t>(rows > 0 ? rows : 0) * static_cast<size_t>(cols > 0 ? cols : 0);
-  newton_schulz_batched(out, n, G, n, 1, rows, cols, coeffs, steps, norm_scale, eps, workspace, scratch, mm, stream);
+  newton_schulz_batched(out, n, G, n, 1, rows, cols, coeffs, steps, norm_scale, eps, workspace, scratch, mm, stream,
+                        gram);
 }
 
 void newton_schulz_batched(bf16* out, size_t out_stride, const float* G, size_t g_stride, int count, int rows,
                            int cols, const NsCoefficients* coeffs, int steps, float norm_scale, float eps,
-                           bf16* workspace, double* scratch, Matmul& mm, cudaStream_t stream) {
+                           bf16* workspace, double* scratch, Matmul& mm, cudaStream_t stream, NsGramKernel gram) {
   const char* op = "newton_schulz";
   require_arg(rows >= 0 && cols >= 0, op, "negative size " + std::to_string(rows) + "x" + std::to_string(cols));
   require_arg(steps >= 0, op, "negative steps " + std::to_string(steps));
@@ -153,19 +156,30 @@ void newton_schulz_batched(bf16* out, size_t out_stride, const float* G, size_t 
                                                                       norm_scale, eps, vec);
   CUDA_CHECK_LAUNCH("ns_normalise_kernel");
 
+  const bool symmetric = gram == NsGramKernel::kSymmetric || (gram == NsGramKernel::kAuto && kSymmetricGramVerified);
   const auto ll = [](size_t v) { return static_cast<long long>(v); };
   for (int it = 0; it < steps; ++it) {
     const NsCoefficients k = coeffs[it];
-    // [A] = X X^T (tall: X column-major, ld r) or Y^T Y = A^T (wide: Y = X^T column-major, ld c)
-    if (tall)
-      mm.gemm_batched(false, true, r, r, c, 1.0f, cur.p, r, ll(cur.stride), cur.p, r, ll(cur.stride), 0.0f, A, r,
-                      ll(as), false, count, stream);
-    else
-      mm.gemm_batched(true, false, r, r, c, 1.0f, cur.p, c, ll(cur.stride), cur.p, c, ll(cur.stride), 0.0f, A, r,
-                      ll(as), false, count, stream);
-    // [B] = b [A] + c [A][A]   (B, or B^T = b A^T + c A^T A^T when wide)
-    CUDA_CHECK(cudaMemcpyAsync(B, A, ((batch - 1) * as + rr) * sizeof(bf16), cudaMemcpyDeviceToDevice, stream));
-    mm.gemm_batched(false, false, r, r, r, k.c, A, r, ll(as), A, r, ll(as), k.b, B, r, ll(as), false, count, stream);
+    if (symmetric) {
+      // [A] = X X^T, exactly symmetric (wide: X row-major r x c, ld c; tall: column-major, ld r)
+      symmetric_matmul_batched(A, as, cur.p, tall ? r : c, cur.stride,
+                               tall ? GramLayout::kColMajor : GramLayout::kRowMajor, nullptr, 0, count, r, c, 1.0f,
+                               0.0f, stream);
+      // [B] = c A A^T + b A = b A + c A A, reading [A] in place (symmetric, so B^T = B)
+      symmetric_matmul_batched(B, as, A, r, as, GramLayout::kRowMajor, A, as, count, r, r, k.c, k.b, stream);
+    } else {
+      // [A] = X X^T (tall: X column-major, ld r) or Y^T Y = A^T (wide: Y = X^T column-major, ld c)
+      if (tall)
+        mm.gemm_batched(false, true, r, r, c, 1.0f, cur.p, r, ll(cur.stride), cur.p, r, ll(cur.stride), 0.0f, A, r,
+                        ll(as), false, count, stream);
+      else
+        mm.gemm_batched(true, false, r, r, c, 1.0f, cur.p, c, ll(cur.stride), cur.p, c, ll(cur.stride), 0.0f, A, r,
+                        ll(as), false, count, stream);
+      // [B] = b [A] + c [A][A]   (B, or B^T = b A^T + c A^T A^T when wide)
+      CUDA_CHECK(cudaMemcpyAsync(B, A, ((batch - 1) * as + rr) * sizeof(bf16), cudaMemcpyDeviceToDevice, stream));
+      mm.gemm_batched(false, false, r, r, r, k.c, A, r, ll(as), A, r, ll(as), k.b, B, r, ll(as), false, count,
+                      stream);
+    }
     // [X'] = a [X] + (tall: [B][X], the r x c product B X; wide: [X][B], the c x r product X^T B^T)
     CUDA_CHECK(cudaMemcpy2DAsync(next.p, next.stride * sizeof(bf16), cur.p, cur.stride * sizeof(bf16),
                                  n * sizeof(bf16), batch, cudaMemcpyDeviceToDevice, stream));

@@ -40,6 +40,19 @@
 // copies ([B] <- [A], [X'] <- [X]) are there because cuBLASLt's inputs may not alias
 // its output; they are cudaMemcpyAsync on the stream.
 //
+// The symmetric Gram kernel (NsGramKernel::kSymmetric, symmetric_matmul.cuh)
+// replaces the first two GEMMs: it computes only the lower-triangle tiles and
+// mirrors them, so [A] and [B] come out exactly symmetric (bit for bit, so a
+// buffer read as the matrix or as its transpose is the same):
+//     [A]  = X X^T        symmetric_matmul(alpha = 1, beta = 0): wide, X row-major
+//                         r x c in [X] (kRowMajor, ld c); tall, X column-major (kColMajor, ld r)
+//     [B]  = c A A^T + b A = b A + c A A     symmetric_matmul(X := [A], k = r, alpha = c,
+//                         D := [A], beta = b): D is read in place, no [B] <- [A] copy
+//     [X'] = a X + B X    the cuBLASLt GEMM above (unchanged; B = B^T)
+// About half the FLOPs of the two full products. FLOP counts (bench --optimizer,
+// DeviceOptimizer's ns_flops) stay the mathematical ones, 2 r^2 c + 2 r^3 for
+// these two products, so that TFLOP/s compares across the two kernels.
+//
 // Buffers: X ping-pongs between `out` and the workspace's X area, starting
 // where `steps` iterations end in `out` (no final copy). The workspace holds
 // X (rows*cols), A and B (r*r each), each area padded to 256 bytes so the
@@ -61,6 +74,9 @@
 // newton_schulz(...) is newton_schulz_batched(count = 1). Whether cuBLASLt picks
 // the same kernel for a batch as for one matrix is its choice: a batch agrees
 // with separate calls to fp32 accumulation-order level, not necessarily in bits.
+// With kSymmetric the two Gram products are one symmetric_matmul launch each
+// over the batch, with the same bits as for one matrix (its tile choice does
+// not change any element's summation order); the X update is still cuBLASLt's.
 //
 // Fused q/k/v (optimizer.cpp, MuonBlock): each row block is orthogonalised on
 // its own; call newton_schulz once per block with G + row0*cols,
@@ -78,6 +94,16 @@
 #include "kernels/cuda/matmul.cuh"
 
 namespace muongpt::gpu {
+
+// Which kernel forms A = X X^T and B = b A + c A A (the X update is cuBLASLt in both):
+//   kCublasLt   two cuBLASLt GEMMs over the full r x r products, and the [B] <- [A] copy;
+//   kSymmetric  symmetric_matmul (lower-triangle tiles, mirrored), D read in place;
+//   kAuto       kSymmetric when kSymmetricGramVerified, else kCublasLt.
+enum class NsGramKernel { kAuto, kCublasLt, kSymmetric };
+// Set to true once the symmetric tests of tests/gpu (test_symmetric_matmul.cpp and
+// the kSymmetric cases of test_newton_schulz.cpp) pass on a GPU; then the symmetric
+// kernel becomes the default (kAuto), for the DeviceOptimizer too.
+inline constexpr bool kSymmetricGramVerified = false;
 
 // One iteration's X <- a X + b (X X^T) X + c (X X^T)^2 X.
 struct NsCoefficients {
@@ -108,10 +134,12 @@ size_t newton_schulz_scratch_doubles();
 //                ns.norm_eps: 1 and 1e-7 for the quintic, 1.02 and 1e-6 for Polar Express)
 //   workspace:   newton_schulz_workspace(rows, cols) bf16 elements
 //   scratch:     newton_schulz_scratch_doubles() doubles
+//   gram:        the kernel of the two Gram products (see NsGramKernel)
 // Enqueues on `stream` only; no host synchronisation. Throws
 // std::invalid_argument for negative sizes or steps, or missing pointers.
 void newton_schulz(bf16* out, const float* G, int rows, int cols, const NsCoefficients* coeffs, int steps,
-                   float norm_scale, float eps, bf16* workspace, double* scratch, Matmul& mm, cudaStream_t stream);
+                   float norm_scale, float eps, bf16* workspace, double* scratch, Matmul& mm, cudaStream_t stream,
+                   NsGramKernel gram = NsGramKernel::kAuto);
 
 // Workspace (bf16 elements) and scratch (doubles) of a batch of `count` matrices.
 size_t newton_schulz_batched_workspace(int count, int rows, int cols);
@@ -123,6 +151,7 @@ size_t newton_schulz_batched_scratch_doubles(int count);
 // overlap each other, G, the workspace or the scratch.
 void newton_schulz_batched(bf16* out, size_t out_stride, const float* G, size_t g_stride, int count, int rows,
                            int cols, const NsCoefficients* coeffs, int steps, float norm_scale, float eps,
-                           bf16* workspace, double* scratch, Matmul& mm, cudaStream_t stream);
+                           bf16* workspace, double* scratch, Matmul& mm, cudaStream_t stream,
+                           NsGramKernel gram = NsGramKernel::kAuto);
 
 }  // namespace muongpt::gpu

@@ -122,6 +122,10 @@ struct ModelConfig {
   }
 };
 
+// Throws Error unless `windows` is a valid model.attn_window for `model`
+// (empty, one entry, or one per layer; every entry >= 0).
+void check_attention_windows(const ModelConfig& model, const std::vector<int>& windows);
+
 struct DataConfig {
   std::string train_pattern = "data/tiny/train_*.bin";
   std::string val_pattern = "data/tiny/val_*.bin";
@@ -154,11 +158,30 @@ struct BatchConfig {
   }
 };
 
+// Attention-window warmup (speedrun record #13): every layer with a window
+// W > 0 in model.attn_window starts at `start` tokens and grows linearly to W
+// over `steps` steps, rounded down to a multiple of `multiple`:
+//   w(step) = multiple * floor((start + min(step/steps, 1) * (W - start)) / multiple)
+// Layers with window 0 stay full causal. start = 0 turns the warmup off.
+struct WindowWarmupConfig {
+  int start = 0;
+  int multiple = 64;
+  int steps = 0;
+
+  template <class V>
+  void visit(V& v) {
+    v("start", start, "window of every windowed layer at step 0 in tokens; 0 = no warmup (windows fixed)");
+    v("multiple", multiple, "windows are rounded down to a multiple of this many tokens");
+    v("steps", steps, "steps over which the windows grow from start to model.attn_window; 0 = train.steps");
+  }
+};
+
 struct ScheduleConfig {
   std::string kind = "wsd";
   int warmup_steps = 0;
   double cooldown_frac = 0.4;
   double final_lr_frac = 0.0;
+  WindowWarmupConfig window_warmup;
 
   template <class V>
   void visit(V& v) {
@@ -166,6 +189,9 @@ struct ScheduleConfig {
     v("warmup_steps", warmup_steps, "linear warmup: factor (step+1)/warmup_steps for the first steps");
     v("cooldown_frac", cooldown_frac, "wsd: fraction of steps spent in the final linear cooldown");
     v("final_lr_frac", final_lr_frac, "lr factor reached at the last step (wsd, cosine, linear)");
+    v("window_warmup", window_warmup,
+      "attention windows growing over training (record #13): w = multiple*floor((start + min(step/steps,1)*(W - "
+      "start))/multiple) for each layer's model.attn_window W > 0");
   }
 };
 

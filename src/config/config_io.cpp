@@ -262,6 +262,13 @@ double ModelConfig::softmax_scale() const {
   return attn_scale ? *attn_scale : 1.0 / std::sqrt(static_cast<double>(head_dim()));
 }
 
+void check_attention_windows(const ModelConfig& model, const std::vector<int>& windows) {
+  if (!windows.empty() && windows.size() != 1 && windows.size() != static_cast<size_t>(model.n_layer))
+    fail("has ", windows.size(), " entries; give 1 (all layers) or model.n_layer = ", model.n_layer);
+  for (size_t l = 0; l < windows.size(); ++l)
+    if (windows[l] < 0) fail("entry ", l, " is ", windows[l], "; windows must be >= 0 (0 = full causal)");
+}
+
 std::vector<std::array<double, 3>> NewtonSchulzConfig::table() const {
   std::vector<std::array<double, 3>> base;
   if (coefficients == "quintic") {
@@ -375,11 +382,11 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
   if (m.logit_softcap < 0) invalid(source, "model.logit_softcap", "must be >= 0");
   if (m.attn_scale && *m.attn_scale <= 0) invalid(source, "model.attn_scale", "must be positive or null");
   if (m.unet_skips && m.n_layer < 2) invalid(source, "model.unet_skips", "needs at least 2 layers");
-  if (!m.attn_window.empty() && m.attn_window.size() != 1 && m.attn_window.size() != static_cast<size_t>(m.n_layer))
-    invalid(source, "model.attn_window",
-            str("has ", m.attn_window.size(), " entries; give 1 (all layers) or model.n_layer = ", m.n_layer));
-  for (size_t l = 0; l < m.attn_window.size(); ++l)
-    if (m.attn_window[l] < 0) invalid(source, str("model.attn_window[", l, "]"), "must be >= 0 (0 = full causal)");
+  try {
+    check_attention_windows(m, m.attn_window);
+  } catch (const Error& e) {
+    invalid(source, "model.attn_window", e.what());
+  }
   if (m.init.zero_head && m.tie_embeddings)
     invalid(source, "model.init.zero_head", "a tied head is the embedding and cannot be zero-initialised");
 
@@ -414,6 +421,31 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
   if (s.cooldown_frac < 0 || s.cooldown_frac > 1)
     invalid(source, "schedule.cooldown_frac", str(s.cooldown_frac, " is outside [0, 1]"));
   if (s.final_lr_frac < 0) invalid(source, "schedule.final_lr_frac", "must be >= 0");
+  const WindowWarmupConfig& ww = s.window_warmup;
+  if (ww.start < 0) invalid(source, "schedule.window_warmup.start", "must be >= 0 (0 = no warmup)");
+  if (ww.steps < 0) invalid(source, "schedule.window_warmup.steps", "must be >= 0 (0 = train.steps)");
+  if (ww.start > 0) {
+    if (ww.multiple <= 0) invalid(source, "schedule.window_warmup.multiple", "must be positive");
+    if (ww.start < ww.multiple)
+      invalid(source, "schedule.window_warmup.start",
+              str(ww.start, " is smaller than schedule.window_warmup.multiple = ", ww.multiple,
+                  " (the first window would round down to 0, which means full causal)"));
+    bool any_window = false;
+    for (size_t l = 0; l < m.attn_window.size(); ++l) {
+      const int w = m.attn_window[l];
+      if (w == 0) continue;
+      any_window = true;
+      const std::string key = str("model.attn_window[", l, "]");
+      if (w < ww.start)
+        invalid(source, key, str(w, " is smaller than schedule.window_warmup.start = ", ww.start,
+                                 " (the warmup grows windows from start up to model.attn_window)"));
+      if (w % ww.multiple != 0)
+        invalid(source, key, str(w, " is not a multiple of schedule.window_warmup.multiple = ", ww.multiple));
+    }
+    if (!any_window)
+      invalid(source, "schedule.window_warmup.start",
+              "a window warmup needs model.attn_window with at least one window > 0 (the final sizes)");
+  }
 
   if (cfg.dist.zero_stage != 0 && cfg.dist.zero_stage != 1)
     invalid(source, "dist.zero_stage", str(cfg.dist.zero_stage, " is not supported (0 or 1)"));

@@ -18,7 +18,13 @@ ModelEstimate estimate_model(const Config& cfg) {
   const int64_t C = m.d_model, Vp = m.padded_vocab_size, L = m.n_layer, F = m.hidden(), H = m.n_head;
   if (m.tie_embeddings) e.matmul_params += Vp * C;
   const int64_t T = cfg.batch.seq_len, B = cfg.batch.micro_batch, N = B * T;
-  e.flops_per_token = 6.0 * e.matmul_params + 6.0 * L * C * T;
+  double keys = 0;  // summed over layers
+  for (int l = 0; l < L; ++l) {
+    const double w = m.window(l);
+    keys += (w == 0 || w >= T) ? T / 2.0 : w - w * w / (2.0 * T);
+  }
+  e.attention_flops_per_token = 12.0 * C * keys;
+  e.flops_per_token = 6.0 * e.matmul_params + e.attention_flops_per_token;
 
   e.param_bytes = 4.0 * e.params;
   e.grad_bytes = 4.0 * e.params;

@@ -61,6 +61,13 @@ class Gpt {
   // the moment their reduction across ranks may start. Empty = none.
   void set_layer_grads_hook(std::function<void(int)> hook) { layer_grads_hook_ = std::move(hook); }
 
+  // Sliding-window sizes of the following forwards (as model.attn_window:
+  // one entry or one per layer, 0 = full causal); throws Error otherwise.
+  void set_attention_windows(const std::vector<int>& windows) {
+    check_attention_windows(cfg_, windows);
+    cfg_.attn_window = windows;
+  }
+
   // Logits (B, Tn, Vp) and per-token losses of the last forward. backward()
   // overwrites the logits with their gradient.
   const T* logits() const { return act_.logits.data(); }

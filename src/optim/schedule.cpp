@@ -27,4 +27,19 @@ double muon_momentum_at(const OptimGroupConfig& g, int step) {
   return (1.0 - frac) * g.momentum_warmup_start + frac * g.momentum;
 }
 
+std::vector<int> attention_windows_at(const ModelConfig& model, const ScheduleConfig& schedule, int step,
+                                      int total_steps) {
+  const WindowWarmupConfig& ww = schedule.window_warmup;
+  std::vector<int> windows = model.attn_window;
+  if (ww.start <= 0) return windows;
+  const int span = std::max(1, ww.steps > 0 ? ww.steps : total_steps);
+  const double frac = std::min(1.0, static_cast<double>(step) / span);
+  for (int& w : windows) {
+    if (w == 0) continue;  // full causal stays full causal
+    const double grown = frac * (w - ww.start) + ww.start;  // the record's order of operations
+    w = ww.multiple * static_cast<int>(std::floor(grown / ww.multiple));
+  }
+  return windows;
+}
+
 }  // namespace muongpt

@@ -10,7 +10,13 @@
 //   linear:   1 + (final - 1) * p
 // Muon momentum warmup: linear from momentum_warmup_start to momentum over
 // momentum_warmup_steps steps (the speedrun: 0.85 -> 0.95 over 300-500 steps).
+// Attention-window warmup (schedule.window_warmup, record #13): each layer's
+// window W > 0 grows from `start`, rounded down to a multiple of `multiple`:
+//   w = multiple * floor((start + min(step/steps, 1) * (W - start)) / multiple)
+// (the record: 64 * ((step/1750 * (1792 - 64) + 64) // 64)).
 #pragma once
+
+#include <vector>
 
 #include "config/config.h"
 
@@ -18,5 +24,10 @@ namespace muongpt {
 
 double lr_factor(const ScheduleConfig& schedule, int step, int total_steps);
 double muon_momentum_at(const OptimGroupConfig& group, int step);
+// The attention windows for `step` (steps completed; training step `step`
+// and the evaluation after `step` steps use the same windows): model.attn_window
+// itself when the warmup is off.
+std::vector<int> attention_windows_at(const ModelConfig& model, const ScheduleConfig& schedule, int step,
+                                      int total_steps);
 
 }  // namespace muongpt

@@ -33,8 +33,9 @@ class DeviceStep {
   // ranks, that backward starts reducing each block's gradients as soon as
   // they are final (overlap), and allreduce_grads() reduces the rest.
   virtual void begin_last_backward() {}
-  // Sums the device gradients over ranks (NCCL) and waits for the sum;
-  // nothing with one rank.
+  // Reduces the device gradients over ranks (NCCL) and waits: an all-reduce
+  // of replicated ranges, a reduce into the owning rank of sharded ones
+  // (dist.zero_stage = 1, dist.muon = owner); nothing with one rank.
   virtual void allreduce_grads() = 0;
   // The max attention logits of the model's last forward (QK-clip); call
   // after every micro-batch.
@@ -67,6 +68,10 @@ class ModelBackend {
   // (CPU) or their kernels are enqueued on the model's stream (GPU), for
   // l = n_layer-1 down to 0; see train/grad_buckets.h. Empty = none.
   virtual void set_layer_grads_hook(std::function<void(int)> hook) = 0;
+  // Sliding-window sizes for the following forwards, as model.attn_window
+  // (one entry for every layer or one per layer; 0 = full causal); the
+  // trainer sets them each step from schedule.window_warmup.
+  virtual void set_attention_windows(const std::vector<int>& windows) = 0;
   virtual void grads_to_host() {}
   virtual void params_to_device() {}
   // Refreshes params() from the device (after device steps, before a checkpoint).

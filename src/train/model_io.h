@@ -17,7 +17,8 @@ struct LoadedModel {
 };
 
 // The config stored in the checkpoint (with `overrides` applied) and its
-// parameters, in a model allocated for (max_batch, max_seq_len).
+// parameters, in a model allocated for (max_batch, max_seq_len), with the
+// attention windows of the checkpoint's step (schedule.window_warmup).
 LoadedModel load_model(const std::string& checkpoint, const std::vector<std::string>& overrides, int max_batch,
                        int max_seq_len);
 

@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -47,11 +48,13 @@ Trainer::Trainer(const Config& cfg, const std::string& source, Comm& comm, const
       optimizer_(model_->table(), cfg.optim, cfg.schedule, cfg.train.steps, source, cfg.dist, &comm,
                  cfg.model.n_head) {
   comm_.set_timeout(cfg.dist.timeout_s);
-  // On the GPU the optimizer stays on the device (gradients summed with NCCL
-  // over several ranks, state replicated on every rank). Diagnostics,
-  // sharded optimizer state (dist.zero_stage, dist.muon) and
-  // dist.gpu_gradients = host use the host optimizer.
-  const bool host_gradients = comm.world() > 1 && (optimizer_.plan().any_sharded() || cfg.dist.gpu_gradients == "host");
+  // On the GPU the optimizer stays on the device: over several ranks the
+  // gradients are reduced with NCCL (all-reduced with replicated state,
+  // reduced into each owner with dist.zero_stage = 1 / dist.muon = owner).
+  // Diagnostics and dist.gpu_gradients = host use the host optimizer, and so
+  // do the runs make_device_step() declines: several ranks without NCCL, or
+  // dist.muon = zero1 with several ranks.
+  const bool host_gradients = comm.world() > 1 && cfg.dist.gpu_gradients == "host";
   if (cfg.optim.diagnostics_every == 0 && !host_gradients)
     device_step_ = model_->make_device_step(cfg.optim, cfg.schedule, cfg.train.steps, source, comm, cfg.dist);
   init_params<float>(model_->table(), model_->params().data(), cfg.train.seed);
@@ -82,6 +85,7 @@ StepStats Trainer::train_step() {
   const int B = geometry_.micro_batch, T = geometry_.seq_len;
   const size_t per_micro = static_cast<size_t>(B) * T;
   const float loss_scale = 1.0f / static_cast<float>(cfg_.batch.global_tokens);
+  s.attn_window = apply_attention_windows();
   model_->zero_grad();
   double loss_sum = 0;
   for (int m = 0; m < geometry_.grad_accum; ++m) {
@@ -141,8 +145,16 @@ StepStats Trainer::train_step() {
   return s;
 }
 
+int Trainer::apply_attention_windows() {
+  if (cfg_.schedule.window_warmup.start <= 0) return -1;
+  const std::vector<int> windows = attention_windows_at(cfg_.model, cfg_.schedule, step_, cfg_.train.steps);
+  model_->set_attention_windows(windows);
+  return *std::max_element(windows.begin(), windows.end());
+}
+
 double Trainer::evaluate() {
   if (!val_) return NAN;
+  apply_attention_windows();  // the windows of the step the model has reached
   const auto [first, count] = val_->rank_range(comm_.rank(), comm_.world());
   const int B = cfg_.batch.micro_batch, T = cfg_.batch.seq_len;
   std::vector<int32_t> inputs, targets, doc_ids;
@@ -321,7 +333,7 @@ void run_training(const RunOptions& options) {
     if (device != "cpu")
       std::printf("optimizer: %s\n", trainer.optimizer_on_device()
                                          ? "on the GPU"
-                                         : "on the host (sharded optimizer state, dist.gpu_gradients = host or optim.diagnostics_every > 0)");
+                                         : "on the host (optim.diagnostics_every > 0, dist.gpu_gradients = host, dist.muon = zero1 over several GPUs, or several ranks without NCCL)");
     std::printf("model: %d layers, d_model %d, %d heads, %s params | batch %lld tokens = %d x %d seq x %d accum x %d ranks\n",
                 m.n_layer, m.d_model, m.n_head, format_count(static_cast<double>(trainer.model().table().total())).c_str(),
                 static_cast<long long>(cfg.batch.global_tokens), cfg.batch.micro_batch, cfg.batch.seq_len,
@@ -370,6 +382,7 @@ void run_training(const RunOptions& options) {
       nlohmann::json rec = {{"step", s.step},           {"train_loss", s.train_loss}, {"lr_factor", s.lr_factor},
                             {"grad_norm", s.grad_norm}, {"tokens", trainer.tokens_seen()},
                             {"step_ms", s.step_ms},     {"tokens_per_s", tok_s}};
+      if (s.attn_window >= 0) rec["attn_window"] = s.attn_window;
       if (!trainer.optimizer_on_device()) {  // the device optimizer does not measure the update RMS
         nlohmann::json update_rms;
         const auto& groups = trainer.optimizer().config().groups;

@@ -35,6 +35,7 @@ struct StepStats {
   double lr_factor = 0;
   double grad_norm = 0;
   double step_ms = 0, data_ms = 0, forward_ms = 0, backward_ms = 0, comm_ms = 0, optim_ms = 0;
+  int attn_window = -1;  // largest attention window of the step under schedule.window_warmup; -1 = no warmup
 };
 
 class Trainer {
@@ -61,6 +62,9 @@ class Trainer {
 
  private:
   void check_finite_loss(double loss) const;
+  // Sets the model's attention windows for the current step under
+  // schedule.window_warmup; returns the largest, or -1 without a warmup.
+  int apply_attention_windows();
   Config cfg_;
   std::string source_;
   Comm& comm_;

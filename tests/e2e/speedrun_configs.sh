@@ -19,6 +19,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 #   #8 untied head: #5 + lm_head Vp*C 38,633,472                        = 162,201,600
 #   #9 shortcuts: #8 + 12 value lambdas + 12 x 2 embedding-shortcut lambdas = 162,201,636
 #   #11 U-net: #9 + 6 skip weights                                      = 162,201,642
+#   #12 FlexAttention, #13 window warmup: #11's model (masks add no parameters) = 162,201,642
 declare -A EXPECTED_PARAMS=(
   [01_llmc_baseline]=124475904
   [02_adamw_rope]=123532032
@@ -27,6 +28,8 @@ declare -A EXPECTED_PARAMS=(
   [08_untied_head]=162201600
   [09_shortcuts_softcap]=162201636
   [11_unet]=162201642
+  [12_flexattention]=162201642
+  [13_window_warmup]=162201642
 )
 
 # CPU size: 2 blocks of width 32 (2 heads), 2 micro-batches of 2 x 16 tokens
@@ -37,7 +40,7 @@ SHRINK=(--set model.n_layer=2 --set model.d_model=32 --set model.n_head=2
   --set "data.train_pattern=data/tiny/train_*.bin" --set "data.val_pattern=data/tiny/val_*.bin")
 
 configs=(configs/speedrun/*.json)
-check "configs/speedrun holds the 7 record configs" test "${#configs[@]}" -eq "${#EXPECTED_PARAMS[@]}"
+check "configs/speedrun holds the 9 record configs" test "${#configs[@]}" -eq "${#EXPECTED_PARAMS[@]}"
 
 for cfg in "${configs[@]}"; do
   name=$(basename "$cfg" .json)

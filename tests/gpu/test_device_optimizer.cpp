@@ -33,18 +33,6 @@ using muongpt::test::muon_group;
 
 namespace {
 
-ModelConfig small_model() {
-  ModelConfig m;
-  m.vocab_size = 40;
-  m.padded_vocab_size = 48;
-  m.n_layer = 2;
-  m.n_head = 4;
-  m.d_model = 32;
-  m.mlp_hidden = 80;
-  m.max_seq_len = 16;
-  return m;
-}
-
 double frobenius_diff(const std::vector<float>& a, const std::vector<float>& b, size_t off, size_t n) {
   double s = 0;
   for (size_t i = off; i < off + n; ++i) s += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
@@ -90,7 +78,7 @@ void require_state_follows(Optimizer<float>& cpu_opt, const DeviceOptimizer& gpu
 }
 
 struct Setup {
-  ModelConfig model = small_model();
+  ModelConfig model = test::optimizer_test_model();
   ScheduleConfig sched;
   int total_steps = 10;
   Setup() { sched.warmup_steps = 1; }
@@ -228,7 +216,7 @@ TEST_CASE("gpu optimizer: state round trip and resume from the CPU's state", "[g
   OptimGroupConfig g = muon_group();
   g.normuon.enabled = true;
   const OptimConfig oc = muon_and_rest(g);
-  const ModelConfig mc = small_model();
+  const ModelConfig mc = test::optimizer_test_model();
   const ParamTable table(mc);
   ScheduleConfig sched;
   Optimizer<float> cpu_opt(table, oc, sched, 10, "test", {}, nullptr, mc.n_head);
@@ -269,7 +257,7 @@ TEST_CASE("gpu optimizer: QK-clip rescales the heads whose logits exceeded tau, 
   for (const char* qkv : {"fused", "separate"})
     for (bool bias : {false, true}) {
       INFO("qkv " << qkv << ", bias " << bias);
-      ModelConfig mc = small_model();
+      ModelConfig mc = test::optimizer_test_model();
       mc.qkv = qkv;
       mc.bias = bias;
       const ParamTable table(mc);
@@ -336,7 +324,7 @@ TEST_CASE("gpu optimizer: what it cannot run is named", "[gpu][optimizer]") {
   REQUIRE_FALSE(DeviceOptimizer::supports(oc, why));
   REQUIRE(why.find("diagnostics") != std::string::npos);
   gpu::Matmul mm;
-  const ParamTable table(small_model());
+  const ParamTable table(test::optimizer_test_model());
   test::require_error([&] { (void)DeviceOptimizer(table, oc, {}, 10, "cfg.json", 4, mm, nullptr); },
                       {"cfg.json", "diagnostics"});
 }

@@ -225,3 +225,25 @@ TEST_CASE("gpu training: resuming from a checkpoint gives the uninterrupted run'
     REQUIRE(resumed.train_step().train_loss == losses[step]);
   }
 }
+
+TEST_CASE("gpu training: a window warmup follows the CPU's losses and windows", "[gpu][model][train][window]") {
+  // windows grow 8 -> 64 tokens over 6 steps on two of four layers, document masks on
+  Config cfg = load_config("configs/tiny.json",
+                           {"batch.micro_batch=4", "batch.global_tokens=1024", "data.val_tokens=1024",
+                            "train.steps=6", "model.attn_window=[0,64,64,0]", "model.document_mask=true",
+                            "schedule.window_warmup.start=8", "schedule.window_warmup.multiple=8"});
+  validate_config(cfg, "test", 1);
+  auto comm = make_single_comm();
+  Trainer cpu_trainer(cfg, "test", *comm, "cpu");
+  Trainer gpu_trainer(cfg, "test", *comm, "cuda");
+  for (int step = 0; step < 6; ++step) {
+    INFO("step " << step + 1);
+    const StepStats c = cpu_trainer.train_step();
+    const StepStats g = gpu_trainer.train_step();
+    REQUIRE(g.attn_window == c.attn_window);
+    REQUIRE(std::isfinite(g.train_loss));
+    REQUIRE(std::abs(g.train_loss - c.train_loss) <= 2e-2 * std::abs(c.train_loss));
+  }
+  const double c = cpu_trainer.evaluate(), g = gpu_trainer.evaluate();
+  REQUIRE(std::abs(g - c) <= 2e-2 * std::abs(c));
+}

@@ -14,6 +14,12 @@
 //     quintic, [0.86, 1.14] for Polar Express), widened by 0.04 for bf16.
 //   - reruns give the same bits; a zero matrix gives 0 (also with eps = 0);
 //     steps = 0 gives exactly bf16(G / denom).
+// Every comparison with the CPU runs for both kernels of the Gram products
+// (NsGramKernel::kCublasLt and kSymmetric, symmetric_matmul.cuh), and the two
+// GPU paths are held to each other: ||sym - cublaslt||_F / ||cublaslt||_F <= 3e-2
+// after the full tables (each is within 3e-2 of the CPU) and <= 1e-2 after one
+// iteration, where they differ only by the fp32 summation order inside A, B
+// (elements a bf16 rounding apart at most: about 2^-8 relative on a few of them).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -26,6 +32,7 @@
 #include "kernels/cpu/newton_schulz.h"
 #include "kernels/cuda/matmul.cuh"
 #include "kernels/cuda/newton_schulz.cuh"
+#include "kernels/cuda/symmetric_matmul.cuh"
 #include "unit/linalg.h"
 
 using namespace muongpt;
@@ -64,12 +71,13 @@ class GpuNewtonSchulz {
         scratch_(gpu::newton_schulz_scratch_doubles()) {}
 
   // Returns the output's bf16 bits.
-  std::vector<uint16_t> run(const std::vector<float>& G, const NsCase& ns, gpu::Matmul& mm) {
+  std::vector<uint16_t> run(const std::vector<float>& G, const NsCase& ns, gpu::Matmul& mm,
+                            gpu::NsGramKernel gram = gpu::NsGramKernel::kAuto) {
     g_.upload(G);
     const auto coeffs = gpu::ns_coefficients(ns.table);
     gpu::newton_schulz(out_.get(), g_.get(), rows_, cols_, coeffs.data(), static_cast<int>(coeffs.size()),
                        static_cast<float>(ns.norm_scale), static_cast<float>(ns.eps), ws_.get(), scratch_.get(), mm,
-                       nullptr);
+                       nullptr, gram);
     return out_.download_bits();
   }
 
@@ -114,6 +122,26 @@ double frobenius(const std::vector<double>& sv) {
   return std::sqrt(s);
 }
 
+// ||got - ref||_F / ||ref||_F.
+template <class A, class B>
+double relative_frobenius(const A& got, const B& ref) {
+  double diff2 = 0, ref2 = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double d = double(got[i]) - double(ref[i]);
+    diff2 += d * d;
+    ref2 += double(ref[i]) * double(ref[i]);
+  }
+  return std::sqrt(diff2 / ref2);
+}
+
+constexpr gpu::NsGramKernel kGramKernels[] = {gpu::NsGramKernel::kCublasLt, gpu::NsGramKernel::kSymmetric};
+
+const char* gram_name(gpu::NsGramKernel g) {
+  return g == gpu::NsGramKernel::kSymmetric ? "symmetric gram kernel"
+         : g == gpu::NsGramKernel::kCublasLt ? "cuBLASLt gram"
+                                              : "auto gram";
+}
+
 }  // namespace
 
 TEST_CASE("gpu newton_schulz workspace and argument checks", "[gpu][newton_schulz]") {
@@ -147,69 +175,95 @@ TEST_CASE("gpu newton_schulz matches the CPU reference and lands in the table's 
     const double fro_in = frobenius(sv_in);
     GpuNewtonSchulz gpu_ns(s.rows, s.cols);
     for (const NsCase& ns : {quintic_case(), polar_case()}) {
-      INFO("shape " << s.rows << "x" << s.cols << ", " << ns.name);
       REQUIRE(ns.table.size() == 5);
       auto ref = G;
       cpu::newton_schulz(ref.data(), s.rows, s.cols, ns.table, ns.norm_scale, ns.eps);
-      const auto bits = gpu_ns.run(G, ns, mm);
-      const auto got = bits_to_float(bits);
-      require_finite(got, "newton_schulz output");
+      std::vector<float> by_kernel[2];  // cuBLASLt, symmetric
+      for (const gpu::NsGramKernel gram : kGramKernels) {
+        INFO("shape " << s.rows << "x" << s.cols << ", " << ns.name << ", " << gram_name(gram));
+        const auto bits = gpu_ns.run(G, ns, mm, gram);
+        const auto got = bits_to_float(bits);
+        by_kernel[gram == gpu::NsGramKernel::kSymmetric] = got;
+        require_finite(got, "newton_schulz output");
 
-      // 1. the CPU reference, relative Frobenius error of the difference
-      double diff2 = 0, ref2 = 0;
-      for (size_t i = 0; i < n; ++i) {
-        const double d = double(got[i]) - ref[i];
-        diff2 += d * d;
-        ref2 += double(ref[i]) * ref[i];
-      }
-      const double rel = std::sqrt(diff2 / ref2);
-      INFO("||gpu - cpu||_F / ||cpu||_F = " << rel);
-      CHECK(rel <= 3e-2);
+        // 1. the CPU reference, relative Frobenius error of the difference
+        const double rel = relative_frobenius(got, ref);
+        INFO("||gpu - cpu||_F / ||cpu||_F = " << rel);
+        CHECK(rel <= 3e-2);
 
-      // 2. singular values: the scalar map of the input's, and the band
-      const double denom = ns.norm_scale * fro_in + ns.eps;
-      std::vector<double> mapped;
-      for (double v : sv_in) mapped.push_back(scalar_map(v / denom, ns));
-      std::sort(mapped.begin(), mapped.end());
-      const double x_lo = sv_in.front() / denom, x_hi = sv_in.back() / denom;
-      double band_lo = INFINITY, band_hi = -INFINITY;
-      const int samples = 20000;  // log-spaced over [x_lo, x_hi]
-      for (int i = 0; i <= samples; ++i) {
-        const double x = x_lo * std::pow(x_hi / x_lo, double(i) / samples);
-        band_lo = std::min(band_lo, scalar_map(x, ns));
-        band_hi = std::max(band_hi, scalar_map(x, ns));
-      }
-      const auto sv_out = singular_values(got, s.rows, s.cols);
-      INFO("input s/denom in [" << x_lo << ", " << x_hi << "], band [" << band_lo << ", " << band_hi
-                                << "], gpu singular values [" << sv_out.front() << ", " << sv_out.back() << "]");
-      test::require_close(sv_out, mapped, 0, 0.05, "singular values vs the scalar map");
-      CHECK(sv_out.front() >= band_lo - 0.04);
-      CHECK(sv_out.back() <= band_hi + 0.04);
-      if (ns.name == "quintic" && x_lo >= 1e-2) {  // the documented quintic band
-        CHECK(sv_out.front() >= 0.68 - 0.04);
-        CHECK(sv_out.back() <= 1.14 + 0.04);
-      }
+        // 2. singular values: the scalar map of the input's, and the band
+        const double denom = ns.norm_scale * fro_in + ns.eps;
+        std::vector<double> mapped;
+        for (double v : sv_in) mapped.push_back(scalar_map(v / denom, ns));
+        std::sort(mapped.begin(), mapped.end());
+        const double x_lo = sv_in.front() / denom, x_hi = sv_in.back() / denom;
+        double band_lo = INFINITY, band_hi = -INFINITY;
+        const int samples = 20000;  // log-spaced over [x_lo, x_hi]
+        for (int i = 0; i <= samples; ++i) {
+          const double x = x_lo * std::pow(x_hi / x_lo, double(i) / samples);
+          band_lo = std::min(band_lo, scalar_map(x, ns));
+          band_hi = std::max(band_hi, scalar_map(x, ns));
+        }
+        const auto sv_out = singular_values(got, s.rows, s.cols);
+        INFO("input s/denom in [" << x_lo << ", " << x_hi << "], band [" << band_lo << ", " << band_hi
+                                  << "], gpu singular values [" << sv_out.front() << ", " << sv_out.back() << "]");
+        test::require_close(sv_out, mapped, 0, 0.05, "singular values vs the scalar map");
+        CHECK(sv_out.front() >= band_lo - 0.04);
+        CHECK(sv_out.back() <= band_hi + 0.04);
+        if (ns.name == "quintic" && x_lo >= 1e-2) {  // the documented quintic band
+          CHECK(sv_out.front() >= 0.68 - 0.04);
+          CHECK(sv_out.back() <= 1.14 + 0.04);
+        }
 
-      // 3. a rerun (workspace, scratch and out scribbled on first) gives the same bits
-      gpu_ns.scribble();
-      require_same_bits(gpu_ns.run(G, ns, mm), bits, "newton_schulz rerun");
+        // 3. a rerun (workspace, scratch and out scribbled on first) gives the same bits
+        gpu_ns.scribble();
+        require_same_bits(gpu_ns.run(G, ns, mm, gram), bits, "newton_schulz rerun");
+      }
+      // 4. the two GPU paths against each other
+      const double between = relative_frobenius(by_kernel[1], by_kernel[0]);
+      INFO("shape " << s.rows << "x" << s.cols << ", " << ns.name
+                    << ": ||symmetric - cuBLASLt||_F / ||cuBLASLt||_F = " << between);
+      CHECK(between <= 3e-2);
     }
+  }
+}
+
+TEST_CASE("gpu newton_schulz: the symmetric Gram kernel and cuBLASLt agree after one iteration",
+          "[gpu][newton_schulz]") {
+  gpu::Matmul mm;
+  for (const auto& [rows, cols] : std::vector<std::pair<int, int>>{
+           {64, 64}, {96, 256}, {300, 128}, {33, 101}, {101, 33}, {768, 3072}, {3072, 768}}) {
+    NsCase ns = quintic_case();
+    ns.table.resize(1);
+    const auto G = test::random_vector<float>(size_t(rows) * cols, 4000 + rows + 3 * cols);
+    GpuNewtonSchulz gpu_ns(rows, cols);
+    const auto lt = bits_to_float(gpu_ns.run(G, ns, mm, gpu::NsGramKernel::kCublasLt));
+    const auto sym = bits_to_float(gpu_ns.run(G, ns, mm, gpu::NsGramKernel::kSymmetric));
+    require_finite(sym, "symmetric path, one iteration");
+    const double between = relative_frobenius(sym, lt);
+    INFO(rows << "x" << cols << ": ||symmetric - cuBLASLt||_F / ||cuBLASLt||_F = " << between);
+    CHECK(between <= 1e-2);
+    auto ref = G;
+    cpu::newton_schulz(ref.data(), rows, cols, ns.table, ns.norm_scale, ns.eps);
+    INFO("symmetric vs cpu " << relative_frobenius(sym, ref) << ", cuBLASLt vs cpu " << relative_frobenius(lt, ref));
+    CHECK(relative_frobenius(sym, ref) <= 3e-2);
   }
 }
 
 TEST_CASE("gpu newton_schulz of a zero matrix is zero, no NaN", "[gpu][newton_schulz]") {
   gpu::Matmul mm;
   for (const auto& [rows, cols] : std::vector<std::pair<int, int>>{{64, 64}, {96, 256}, {300, 128}})
-    for (double eps : {1e-7, 0.0}) {
-      INFO(rows << "x" << cols << " eps " << eps);
-      NsCase ns = quintic_case();
-      ns.eps = eps;
-      GpuNewtonSchulz gpu_ns(rows, cols);
-      gpu_ns.scribble();
-      const auto out = bits_to_float(gpu_ns.run(std::vector<float>(size_t(rows) * cols, 0.0f), ns, mm));
-      require_finite(out, "zero input");
-      REQUIRE(max_abs(out) == 0.0);
-    }
+    for (double eps : {1e-7, 0.0})
+      for (const gpu::NsGramKernel gram : kGramKernels) {
+        INFO(rows << "x" << cols << " eps " << eps << ", " << gram_name(gram));
+        NsCase ns = quintic_case();
+        ns.eps = eps;
+        GpuNewtonSchulz gpu_ns(rows, cols);
+        gpu_ns.scribble();
+        const auto out = bits_to_float(gpu_ns.run(std::vector<float>(size_t(rows) * cols, 0.0f), ns, mm, gram));
+        require_finite(out, "zero input");
+        REQUIRE(max_abs(out) == 0.0);
+      }
 }
 
 TEST_CASE("gpu newton_schulz with 0 steps writes bf16(G / (norm_scale ||G||_F + eps)) in G's layout",
@@ -270,6 +324,8 @@ TEST_CASE("gpu newton_schulz on the row blocks of a fused q/k/v matrix equals se
 // differ; usually 0) and against the CPU reference per matrix (3e-2, as
 // above), with every matrix's singular values inside the table's band
 // widened for bf16. count == 1 is the single call (same bits); reruns too.
+// Both Gram kernels; the shapes cover wide and tall, aligned (16-byte loads)
+// and odd (scalar loads of the symmetric kernel) leading dimensions.
 TEST_CASE("gpu newton_schulz_batched equals per-matrix calls and the CPU", "[gpu][newton_schulz]") {
   gpu::Matmul mm;
   struct Shape {
@@ -277,65 +333,67 @@ TEST_CASE("gpu newton_schulz_batched equals per-matrix calls and the CPU", "[gpu
   };
   REQUIRE(gpu::newton_schulz_batched_workspace(3, 96, 256) == 3 * gpu::newton_schulz_workspace(96, 256));
   REQUIRE(gpu::newton_schulz_batched_scratch_doubles(1) == gpu::newton_schulz_scratch_doubles());
-  for (const Shape s : {Shape{64, 64, 4}, Shape{96, 256, 3}, Shape{300, 128, 3}, Shape{33, 101, 5}, Shape{128, 128, 1}})
-    for (const NsCase& ns : {quintic_case(), polar_case()}) {
-      INFO("shape " << s.rows << "x" << s.cols << " x" << s.count << ", " << ns.name);
-      const size_t n = size_t(s.rows) * s.cols;
-      const size_t g_stride = n + 37, out_stride = n + 64;  // G at an odd stride, out 128-byte steps
-      std::vector<float> G(g_stride * s.count, 1e9f);       // the gaps hold garbage
-      for (int j = 0; j < s.count; ++j) {
-        const auto Gj = test::random_vector<float>(n, 500 + 13 * j + s.rows);
-        const float scale = std::pow(10.0f, static_cast<float>(j) - 1.0f);
-        for (size_t i = 0; i < n; ++i) G[j * g_stride + i] = Gj[i] * scale;
-      }
-      const auto coeffs = gpu::ns_coefficients(ns.table);
-      DeviceArray<float> d_g(G);
-      DeviceBf16 d_out(out_stride * s.count), d_ws(gpu::newton_schulz_batched_workspace(s.count, s.rows, s.cols));
-      DeviceArray<double> d_scratch(gpu::newton_schulz_batched_scratch_doubles(s.count));
-      auto run_batched = [&] {
-        gpu::newton_schulz_batched(d_out.get(), out_stride, d_g.get(), g_stride, s.count, s.rows, s.cols,
-                                   coeffs.data(), static_cast<int>(coeffs.size()), static_cast<float>(ns.norm_scale),
-                                   static_cast<float>(ns.eps), d_ws.get(), d_scratch.get(), mm, nullptr);
-        return d_out.download_bits();
-      };
-      const auto bits = run_batched();
-      GpuNewtonSchulz single(s.rows, s.cols);
-      for (int j = 0; j < s.count; ++j) {
-        INFO("matrix " << j);
-        const std::vector<float> Gj(G.begin() + j * g_stride, G.begin() + j * g_stride + n);
-        const std::vector<uint16_t> got_bits(bits.begin() + j * out_stride, bits.begin() + j * out_stride + n);
-        const auto one_bits = single.run(Gj, ns, mm);
-        if (s.count == 1) require_same_bits(got_bits, one_bits, "count 1 vs the single call");
-        const auto got = bits_to_float(got_bits), one = bits_to_float(one_bits);
-        require_finite(got, "batched output");
-        auto ref = Gj;
-        cpu::newton_schulz(ref.data(), s.rows, s.cols, ns.table, ns.norm_scale, ns.eps);
-        double d_single = 0, d_ref = 0, n_single = 0, n_ref = 0;
-        for (size_t i = 0; i < n; ++i) {
-          d_single += (double(got[i]) - one[i]) * (double(got[i]) - one[i]);
-          n_single += double(one[i]) * one[i];
-          d_ref += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
-          n_ref += double(ref[i]) * ref[i];
+  for (const Shape s : {Shape{64, 64, 4}, Shape{96, 256, 3}, Shape{300, 128, 3}, Shape{33, 101, 5}, Shape{101, 33, 3},
+                        Shape{128, 128, 1}})
+    for (const NsCase& ns : {quintic_case(), polar_case()})
+      for (const gpu::NsGramKernel gram : kGramKernels) {
+        INFO("shape " << s.rows << "x" << s.cols << " x" << s.count << ", " << ns.name << ", " << gram_name(gram));
+        const size_t n = size_t(s.rows) * s.cols;
+        const size_t g_stride = n + 37, out_stride = n + 64;  // G at an odd stride, out 128-byte steps
+        std::vector<float> G(g_stride * s.count, 1e9f);       // the gaps hold garbage
+        for (int j = 0; j < s.count; ++j) {
+          const auto Gj = test::random_vector<float>(n, 500 + 13 * j + s.rows);
+          const float scale = std::pow(10.0f, static_cast<float>(j) - 1.0f);
+          for (size_t i = 0; i < n; ++i) G[j * g_stride + i] = Gj[i] * scale;
         }
-        INFO("vs single " << std::sqrt(d_single / n_single) << ", vs cpu " << std::sqrt(d_ref / n_ref));
-        CHECK(std::sqrt(d_single / n_single) <= 1e-2);
-        CHECK(std::sqrt(d_ref / n_ref) <= 3e-2);
-        const auto sv_in = singular_values(Gj, s.rows, s.cols);
-        const double denom = ns.norm_scale * frobenius(sv_in) + ns.eps;
-        double band_lo = INFINITY, band_hi = -INFINITY;
-        const double x_lo = sv_in.front() / denom, x_hi = sv_in.back() / denom;
-        for (int i = 0; i <= 20000; ++i) {
-          const double x = x_lo * std::pow(x_hi / x_lo, double(i) / 20000);
-          band_lo = std::min(band_lo, scalar_map(x, ns));
-          band_hi = std::max(band_hi, scalar_map(x, ns));
+        const auto coeffs = gpu::ns_coefficients(ns.table);
+        DeviceArray<float> d_g(G);
+        DeviceBf16 d_out(out_stride * s.count), d_ws(gpu::newton_schulz_batched_workspace(s.count, s.rows, s.cols));
+        DeviceArray<double> d_scratch(gpu::newton_schulz_batched_scratch_doubles(s.count));
+        auto run_batched = [&] {
+          gpu::newton_schulz_batched(d_out.get(), out_stride, d_g.get(), g_stride, s.count, s.rows, s.cols,
+                                     coeffs.data(), static_cast<int>(coeffs.size()), static_cast<float>(ns.norm_scale),
+                                     static_cast<float>(ns.eps), d_ws.get(), d_scratch.get(), mm, nullptr, gram);
+          return d_out.download_bits();
+        };
+        const auto bits = run_batched();
+        GpuNewtonSchulz single(s.rows, s.cols);
+        for (int j = 0; j < s.count; ++j) {
+          INFO("matrix " << j);
+          const std::vector<float> Gj(G.begin() + j * g_stride, G.begin() + j * g_stride + n);
+          const std::vector<uint16_t> got_bits(bits.begin() + j * out_stride, bits.begin() + j * out_stride + n);
+          const auto one_bits = single.run(Gj, ns, mm, gram);
+          if (s.count == 1) require_same_bits(got_bits, one_bits, "count 1 vs the single call");
+          const auto got = bits_to_float(got_bits), one = bits_to_float(one_bits);
+          require_finite(got, "batched output");
+          auto ref = Gj;
+          cpu::newton_schulz(ref.data(), s.rows, s.cols, ns.table, ns.norm_scale, ns.eps);
+          double d_single = 0, d_ref = 0, n_single = 0, n_ref = 0;
+          for (size_t i = 0; i < n; ++i) {
+            d_single += (double(got[i]) - one[i]) * (double(got[i]) - one[i]);
+            n_single += double(one[i]) * one[i];
+            d_ref += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
+            n_ref += double(ref[i]) * ref[i];
+          }
+          INFO("vs single " << std::sqrt(d_single / n_single) << ", vs cpu " << std::sqrt(d_ref / n_ref));
+          CHECK(std::sqrt(d_single / n_single) <= 1e-2);
+          CHECK(std::sqrt(d_ref / n_ref) <= 3e-2);
+          const auto sv_in = singular_values(Gj, s.rows, s.cols);
+          const double denom = ns.norm_scale * frobenius(sv_in) + ns.eps;
+          double band_lo = INFINITY, band_hi = -INFINITY;
+          const double x_lo = sv_in.front() / denom, x_hi = sv_in.back() / denom;
+          for (int i = 0; i <= 20000; ++i) {
+            const double x = x_lo * std::pow(x_hi / x_lo, double(i) / 20000);
+            band_lo = std::min(band_lo, scalar_map(x, ns));
+            band_hi = std::max(band_hi, scalar_map(x, ns));
+          }
+          const auto sv_out = singular_values(got, s.rows, s.cols);
+          INFO("band [" << band_lo << ", " << band_hi << "], got [" << sv_out.front() << ", " << sv_out.back() << "]");
+          CHECK(sv_out.front() >= band_lo - 0.04);
+          CHECK(sv_out.back() <= band_hi + 0.04);
         }
-        const auto sv_out = singular_values(got, s.rows, s.cols);
-        INFO("band [" << band_lo << ", " << band_hi << "], got [" << sv_out.front() << ", " << sv_out.back() << "]");
-        CHECK(sv_out.front() >= band_lo - 0.04);
-        CHECK(sv_out.back() <= band_hi + 0.04);
+        // a rerun (workspace scribbled on) gives the same bits, the gaps between outputs included
+        CUDA_CHECK(cudaMemset(d_ws.get(), 0x3f, d_ws.size() * sizeof(uint16_t)));
+        require_same_bits(run_batched(), bits, "batched rerun");
       }
-      // a rerun (workspace scribbled on) gives the same bits, the gaps between outputs included
-      CUDA_CHECK(cudaMemset(d_ws.get(), 0x3f, d_ws.size() * sizeof(uint16_t)));
-      require_same_bits(run_batched(), bits, "batched rerun");
-    }
 }

@@ -6,6 +6,20 @@
 
 namespace muongpt::test {
 
+// A plain model whose matrices are large enough for Newton-Schulz to matter
+// (the GPU optimizer tests).
+inline ModelConfig optimizer_test_model() {
+  ModelConfig m;
+  m.vocab_size = 40;
+  m.padded_vocab_size = 48;
+  m.n_layer = 2;
+  m.n_head = 4;
+  m.d_model = 32;
+  m.mlp_hidden = 80;
+  m.max_seq_len = 16;
+  return m;
+}
+
 // Every feature of the dense-attention era switched on.
 inline ModelConfig all_features_model() {
   ModelConfig m;

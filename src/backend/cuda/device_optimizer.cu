@@ -16,6 +16,11 @@
 // logit (kept on the device) exceeded tau, after all updates, as the CPU.
 // Every scalar (lr, momentum, bias corrections) comes from the step index on
 // the host; nothing in step() waits for the device.
+//
+// Sharded state: the batches hold only the blocks of matrices this rank
+// updates (all of them, or the ones it owns), the AdamW runs only its range of
+// each parameter, and the state buffers are sized for those parts alone
+// (state_off is then an offset into this rank's compact buffers).
 #include "backend/cuda/device_optimizer.h"
 
 #include <algorithm>
@@ -42,6 +47,22 @@ namespace {
 constexpr size_t kPad = 128;  // batch strides in elements (256 bytes of bf16)
 
 size_t padded(size_t n) { return (n + kPad - 1) / kPad * kPad; }
+
+// bf16 copy of the fp32 master after a gather (round to nearest, as every
+// update kernel writes it).
+__global__ void refresh_bf16_kernel(gpu::bf16* out, const float* in, size_t n) {
+  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x)
+    out[i] = gpu::f2bf(in[i]);
+}
+
+void refresh_bf16(gpu::bf16* out, const float* in, size_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  constexpr int kThreads = 256;
+  const size_t blocks = std::min<size_t>(gpu::ceil_div(n, static_cast<size_t>(kThreads)), 65536 * 16);
+  refresh_bf16_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(out, in, n);
+  CUDA_CHECK_LAUNCH("refresh_bf16_kernel");
+}
 
 template <class T>
 T* device_alloc(size_t n) {
@@ -86,9 +107,13 @@ struct DeviceOptimizer::Impl {
   gpu::Matmul& mm;
   cudaStream_t stream;
   ParamGroupAssignment assign;
+  ShardPlan plan;
+  int rank = 0;
+  bool sharded = false;
   std::vector<std::vector<gpu::NsCoefficients>> coeffs;  // per group
-  std::vector<size_t> state_off;                          // per param: into mom (Muon) or adam_m/adam_v (AdamW)
-  std::vector<size_t> nv_off, nv_numel;                   // per param: NorMuon state
+  std::vector<size_t> state_off;                          // per param: into mom (Muon) or adam_m/adam_v (AdamW), this rank's part
+  std::vector<size_t> nv_off, nv_numel;                   // per param: NorMuon state (nv_numel: the full tensor's)
+  size_t mom_total = 0, adam_total = 0, nv_total = 0;    // floats of state this rank keeps
   std::vector<Batch> batches;
   std::vector<AdamRun> adam_runs;
   float *mom = nullptr, *adam_m = nullptr, *adam_v = nullptr, *nv = nullptr;
@@ -112,24 +137,50 @@ struct DeviceOptimizer::Impl {
   const OptimGroupConfig& group_of(int pi) const { return optim.groups[assign.group_of_param[pi]]; }
   bool is_muon(int pi) const { return group_of(pi).type == "muon"; }
 
-  // "<param>.<kind>" -> device pointer and element count
-  float* state_tensor(const std::string& name, size_t& numel) const {
+  // Muon: whether rank r updates (and keeps the state of) matrix pi.
+  bool muon_on(int pi, int r) const {
+    return plan.replicated[pi] || plan.ranges[pi][r].second > plan.ranges[pi][r].first;
+  }
+
+  // One state tensor ("<param>.<kind>"): its full size and the part rank r
+  // keeps, [lo, hi) of the full tensor; data points at that part on this
+  // rank (r == rank; null when empty).
+  struct StatePart {
+    int param = 0;
+    size_t full = 0, lo = 0, hi = 0;
+    float* data = nullptr;
+  };
+  StatePart state_part(const std::string& name, int r) const {
     const auto dot = name.rfind('.');
     if (dot == std::string::npos) fail("optimizer state ", name, ": expected <param>.<kind>");
     const std::string kind = name.substr(dot + 1);
     const ParamSpec* spec = table.find(name.substr(0, dot));
     if (!spec) fail("optimizer state ", name, ": no such parameter");
-    const int pi = static_cast<int>(spec - table.params().data());
-    numel = spec->numel;
+    if (r < 0 || r >= plan.world) fail("optimizer state ", name, ": rank ", r, " of ", plan.world);
+    StatePart p;
+    p.param = static_cast<int>(spec - table.params().data());
+    const int pi = p.param;
     const bool muon = is_muon(pi);
-    if (muon && kind == "momentum") return mom + state_off[pi];
-    if (muon && kind == "normuon_v" && group_of(pi).normuon.enabled) {
-      numel = nv_numel[pi];
-      return nv + nv_off[pi];
+    float* base = nullptr;
+    if (muon && kind == "momentum") {
+      p.full = spec->numel;
+      base = mom + state_off[pi];
+    } else if (muon && kind == "normuon_v" && group_of(pi).normuon.enabled) {
+      p.full = nv_numel[pi];
+      base = nv + nv_off[pi];
+    } else if (!muon && (kind == "adam_m" || kind == "adam_v")) {
+      p.full = spec->numel;
+      base = (kind == "adam_m" ? adam_m : adam_v) + state_off[pi];
+    } else {
+      fail("optimizer state ", name, ": parameter ", spec->name, " has no state \"", kind, "\"");
     }
-    if (!muon && kind == "adam_m") return adam_m + state_off[pi];
-    if (!muon && kind == "adam_v") return adam_v + state_off[pi];
-    fail("optimizer state ", name, ": parameter ", spec->name, " has no state \"", kind, "\"");
+    if (muon) {  // the whole tensor where the matrix is worked on, nothing elsewhere
+      p.hi = muon_on(pi, r) ? p.full : 0;
+    } else {
+      std::tie(p.lo, p.hi) = plan.ranges[pi][r];
+    }
+    if (r == rank && p.hi > p.lo) p.data = base;
+    return p;
   }
 
   void event(int i) {
@@ -148,6 +199,17 @@ struct DeviceOptimizer::Impl {
 bool DeviceOptimizer::supports(const OptimConfig& optim, std::string& why) {
   if (optim.diagnostics_every > 0) {
     why = "diagnostics (optim.diagnostics_every)";
+    return false;
+  }
+  return true;
+}
+
+bool DeviceOptimizer::supports(const OptimConfig& optim, const DistConfig& dist, int world, std::string& why) {
+  if (!supports(optim, why)) return false;
+  const bool any_muon =
+      std::any_of(optim.groups.begin(), optim.groups.end(), [](const OptimGroupConfig& g) { return g.type == "muon"; });
+  if (world > 1 && dist.muon == "zero1" && any_muon) {
+    why = "dist.muon = \"zero1\" with several ranks (row-sharded momentum gathered for Newton-Schulz)";
     return false;
   }
   return true;
@@ -187,16 +249,21 @@ void DeviceOptimizer::Impl::setup_qk_clip(const std::string& source) {
 
 DeviceOptimizer::DeviceOptimizer(const ParamTable& table, const OptimConfig& optim, const ScheduleConfig& schedule,
                                  int total_steps, const std::string& source, int n_head, gpu::Matmul& matmul,
-                                 cudaStream_t stream)
+                                 cudaStream_t stream, const DistConfig& dist, int rank, int world)
     : impl_(std::make_unique<Impl>(table, matmul, stream)) {
   Impl& m = *impl_;
   std::string why;
-  if (!supports(optim, why)) fail(source, ": the GPU optimizer does not run ", why, " (the host optimizer does)");
+  if (!supports(optim, dist, world, why))
+    fail(source, ": the GPU optimizer does not run ", why, " (the host optimizer does)");
+  if (world < 1 || rank < 0 || rank >= world) fail(source, ": GPU optimizer for rank ", rank, " of ", world);
   m.optim = optim;
   m.schedule = schedule;
   m.total_steps = total_steps;
   m.n_head = n_head;
   m.assign = assign_groups(table, optim, source);
+  m.plan = ShardPlan::make(table, optim, m.assign, dist, world);  // the host optimizer's plan
+  m.rank = rank;
+  m.sharded = m.plan.any_sharded();
   const size_t n_params = table.params().size();
   m.state_off.assign(n_params, 0);
   m.nv_off.assign(n_params, 0);
@@ -204,7 +271,8 @@ DeviceOptimizer::DeviceOptimizer(const ParamTable& table, const OptimConfig& opt
   for (const auto& g : optim.groups)
     m.coeffs.push_back(g.type == "muon" ? gpu::ns_coefficients(g.ns.table()) : std::vector<gpu::NsCoefficients>{});
 
-  // State, group by group in group order (so a group's adjacent parameters have adjacent state).
+  // State, group by group in group order (so a group's adjacent parameters
+  // have adjacent state), for this rank's part of each parameter only.
   size_t mom_total = 0, adam_total = 0, nv_total = 0;
   std::vector<std::vector<gpu::MuonBlockRef>> batch_refs;
   std::map<std::tuple<int, int, int>, size_t> batch_of;  // (group, rows, cols) -> batch
@@ -213,21 +281,29 @@ DeviceOptimizer::DeviceOptimizer(const ParamTable& table, const OptimConfig& opt
     for (int pi : m.assign.params_of_group[gi]) {
       const ParamSpec& spec = table.params()[pi];
       if (g.type != "muon") {
+        const auto [lo, hi] = m.plan.ranges[pi][rank];  // all of it unless ZeRO-1 shards it
+        const size_t n = hi - lo, w_off = spec.offset + lo;
         m.state_off[pi] = adam_total;
         Impl::AdamRun* last = m.adam_runs.empty() ? nullptr : &m.adam_runs.back();
-        if (last && last->group == static_cast<int>(gi) && last->w_off + last->n == spec.offset &&
+        if (n == 0) continue;
+        if (last && last->group == static_cast<int>(gi) && last->w_off + last->n == w_off &&
             last->s_off + last->n == adam_total)
-          last->n += spec.numel;
+          last->n += n;
         else
-          m.adam_runs.push_back({static_cast<int>(gi), spec.offset, adam_total, spec.numel});
-        adam_total += spec.numel;
+          m.adam_runs.push_back({static_cast<int>(gi), w_off, adam_total, n});
+        adam_total += n;
         continue;
       }
+      const std::vector<MuonBlock> blocks = muon_blocks(spec, g, n_head);
+      for (const MuonBlock& blk : blocks)  // NorMuon statistics of the full tensor
+        if (g.normuon.enabled)
+          m.nv_numel[pi] += normuon_per_row(g.normuon, blk.rows, spec.cols()) ? blk.rows : spec.cols();
+      if (!m.muon_on(pi, rank)) continue;  // another rank owns this matrix
       m.state_off[pi] = mom_total;
       const int cols = spec.cols();
       m.nv_off[pi] = nv_total;
       size_t nv_at = nv_total;
-      for (const MuonBlock& blk : muon_blocks(spec, g, n_head)) {
+      for (const MuonBlock& blk : blocks) {
         const auto key = std::make_tuple(static_cast<int>(gi), blk.rows, cols);
         auto it = batch_of.find(key);
         if (it == batch_of.end()) {
@@ -248,7 +324,8 @@ DeviceOptimizer::DeviceOptimizer(const ParamTable& table, const OptimConfig& opt
         batch_refs[it->second].push_back({spec.offset + row_off, mom_total + row_off, nv_at});
         if (g.normuon.enabled) nv_at += static_cast<size_t>(b.stats);
       }
-      m.nv_numel[pi] = nv_at - nv_total;
+      MUONGPT_CHECK(nv_at - nv_total == m.nv_numel[pi], spec.name, ": NorMuon statistics ", nv_at - nv_total,
+                    " != ", m.nv_numel[pi]);
       nv_total = nv_at;
       mom_total += spec.numel;
     }
@@ -272,6 +349,9 @@ DeviceOptimizer::DeviceOptimizer(const ParamTable& table, const OptimConfig& opt
     m.ns_flops += b.count * iters * (4.0 * r * r * c + 2.0 * r * r * r);  // X X^T, A A, B X
   }
 
+  m.mom_total = mom_total;
+  m.adam_total = adam_total;
+  m.nv_total = nv_total;
   m.mom = device_alloc<float>(mom_total);
   m.adam_m = device_alloc<float>(adam_total);
   m.adam_v = device_alloc<float>(adam_total);
@@ -332,10 +412,31 @@ void DeviceOptimizer::step(float* params, void* params_bf16, const float* grads,
                       static_cast<long>(step) + 1, m.stream);
   }
   m.event(2);
+  // QK-clip rescales rows of any owner: with sharded state it waits for the gather
+  if (m.optim.qk_clip.enabled && !m.sharded)
+    gpu::qk_clip_apply(params, w16, m.attn_max, m.d_layers, m.n_layer, m.n_head, m.head_dim, m.qk_cols,
+                       m.optim.qk_clip.tau, m.optim.qk_clip.alpha, m.stream);
+}
+
+void DeviceOptimizer::finish_gathered_step(float* params, void* params_bf16) {
+  Impl& m = *impl_;
+  MUONGPT_CHECK(m.sharded, "finish_gathered_step: the optimizer state is not sharded (step() finished the step)");
+  bf16* w16 = static_cast<bf16*>(params_bf16);
+  if (w16) refresh_bf16(w16, params, m.table.total(), m.stream);
   if (m.optim.qk_clip.enabled)
     gpu::qk_clip_apply(params, w16, m.attn_max, m.d_layers, m.n_layer, m.n_head, m.head_dim, m.qk_cols,
                        m.optim.qk_clip.tau, m.optim.qk_clip.alpha, m.stream);
 }
+
+float* DeviceOptimizer::running_max_logits(size_t& n) {
+  Impl& m = *impl_;
+  n = m.optim.qk_clip.enabled ? static_cast<size_t>(m.n_layer) * m.n_head : 0;
+  return n ? m.attn_max : nullptr;
+}
+
+const ShardPlan& DeviceOptimizer::plan() const { return impl_->plan; }
+int DeviceOptimizer::rank() const { return impl_->rank; }
+bool DeviceOptimizer::sharded() const { return impl_->sharded; }
 
 void DeviceOptimizer::observe_attention_logits(const float* device_max_logits) {
   Impl& m = *impl_;
@@ -381,21 +482,38 @@ std::vector<std::string> DeviceOptimizer::state_names() const {
   return names;
 }
 
+size_t DeviceOptimizer::state_numel(const std::string& name) const { return impl_->state_part(name, 0).full; }
+
+std::pair<size_t, size_t> DeviceOptimizer::state_part(const std::string& name, int rank) const {
+  const Impl::StatePart p = impl_->state_part(name, rank);
+  return {p.lo, p.hi};
+}
+
+bool DeviceOptimizer::state_replicated(const std::string& name) const {
+  return impl_->plan.replicated[impl_->state_part(name, 0).param];
+}
+
 std::vector<float> DeviceOptimizer::get_state(const std::string& name) const {
-  size_t n = 0;
-  const float* d = impl_->state_tensor(name, n);
-  std::vector<float> host(n);
+  const Impl::StatePart p = impl_->state_part(name, impl_->rank);
+  std::vector<float> host(p.hi - p.lo);
   CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
-  if (n) CUDA_CHECK(cudaMemcpy(host.data(), d, n * sizeof(float), cudaMemcpyDeviceToHost));
+  if (!host.empty()) CUDA_CHECK(cudaMemcpy(host.data(), p.data, host.size() * sizeof(float), cudaMemcpyDeviceToHost));
   return host;
 }
 
 void DeviceOptimizer::set_state(const std::string& name, const std::vector<float>& values) {
-  size_t n = 0;
-  float* d = impl_->state_tensor(name, n);
-  if (values.size() != n) fail("optimizer state ", name, ": ", values.size(), " values, expected ", n);
+  const Impl::StatePart p = impl_->state_part(name, impl_->rank);
+  if (values.size() != p.hi - p.lo)
+    fail("optimizer state ", name, ": ", values.size(), " values, expected ", p.hi - p.lo, " (rank ", impl_->rank,
+         "'s part [", p.lo, ", ", p.hi, ") of ", p.full, ")");
   CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
-  if (n) CUDA_CHECK(cudaMemcpy(d, values.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+  if (!values.empty())
+    CUDA_CHECK(cudaMemcpy(p.data, values.data(), values.size() * sizeof(float), cudaMemcpyHostToDevice));
+}
+
+size_t DeviceOptimizer::state_bytes() const {
+  const Impl& m = *impl_;
+  return sizeof(float) * (m.mom_total + 2 * m.adam_total + m.nv_total);
 }
 
 }  // namespace muongpt

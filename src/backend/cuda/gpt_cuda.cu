@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <functional>
+#include <string>
 
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/activation.cuh"
@@ -36,9 +38,26 @@ class Arena {
     offset_ += std::max<size_t>(n, 1) * sizeof(T);
     return p;
   }
-  void allocate() {
-    CUDA_CHECK(cudaMalloc(&base_, offset_ + 256));
+  // `what` says what the memory is for, in the out-of-memory error.
+  void allocate(const std::string& what) {
+    const size_t bytes = offset_ + 256;
+    const cudaError_t err = cudaMalloc(&base_, bytes);
+    if (err == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();  // clear the error so the caller can go on
+      base_ = nullptr;
+      size_t free_bytes = 0, total_bytes = 0;
+      cudaMemGetInfo(&free_bytes, &total_bytes);
+      fail(what, " needs ", str_gb(bytes), " of GPU memory; the GPU has ", str_gb(free_bytes), " free of ",
+           str_gb(total_bytes), ". Lower batch.micro_batch (gradient accumulation keeps batch.global_tokens "
+           "and the math) or batch.seq_len");
+    }
+    CUDA_CHECK(err);
     offset_ = 0;
+  }
+  static std::string str_gb(size_t bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.2f GB", static_cast<double>(bytes) / 1e9);
+    return buf;
   }
   void release() {
     if (base_) cudaFree(base_);
@@ -345,7 +364,8 @@ GptCuda::GptCuda(const ModelConfig& cfg, int max_batch, int max_seq_len)
 
   CUDA_CHECK(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking));
   m.layout(m.arena);  // measure
-  m.arena.allocate();
+  m.arena.allocate(str("the GPU model (parameters fp32 + bf16, gradients, activations for ", max_batch, " x ",
+                        max_seq_len, " tokens)"));
   m.layout(m.arena);  // hand out
   if (m.rope) {
     std::vector<float> cos_table, sin_table;
@@ -621,5 +641,10 @@ void GptCuda::backward(float loss_scale) {
 }
 
 void GptCuda::set_layer_grads_hook(std::function<void(int)> hook) { impl_->layer_grads_hook = std::move(hook); }
+
+void GptCuda::set_attention_windows(const std::vector<int>& windows) {
+  check_attention_windows(impl_->cfg, windows);
+  impl_->cfg.attn_window = windows;
+}
 
 }  // namespace muongpt

@@ -60,6 +60,10 @@ class GptCuda {
   // down to 0 (record an event there to wait for them). Empty = none.
   void set_layer_grads_hook(std::function<void(int)> hook);
 
+  // Sliding-window sizes of the following forwards (as model.attn_window:
+  // one entry or one per layer, 0 = full causal); throws Error otherwise.
+  void set_attention_windows(const std::vector<int>& windows);
+
   // Logits (B*Tn, padded vocab) of the last forward, as floats; before backward.
   std::vector<float> logits() const;
   // Largest pre-softmax attention logit per layer and head (n_layer x n_head).

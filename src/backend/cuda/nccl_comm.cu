@@ -2,6 +2,7 @@
 
 #include <nccl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -183,6 +184,45 @@ void NcclComm::all_reduce_sum_after(float* data, size_t n, cudaEvent_t ready, co
   settle(what);
 }
 
+void NcclComm::reduce_to_owners_after(float* data, const std::vector<OwnedRange>& ranges, cudaEvent_t ready,
+                                      const char* what) {
+  ranges_group(data, ranges, /*broadcast=*/false, ready, what);
+}
+
+void NcclComm::broadcast_from_owners_after(float* data, const std::vector<OwnedRange>& ranges, cudaEvent_t ready,
+                                           const char* what) {
+  ranges_group(data, ranges, /*broadcast=*/true, ready, what);
+}
+
+void NcclComm::ranges_group(float* data, const std::vector<OwnedRange>& ranges, bool broadcast, cudaEvent_t ready,
+                            const char* what) {
+  MUONGPT_CHECK(impl_->comm, "NCCL communicator used after an abort");
+  if (ranges.empty()) return;
+  CUDA_CHECK(cudaStreamWaitEvent(stream_, ready, 0));
+  // Older NCCL takes at most 2048 operations per group: larger lists go as
+  // several groups, in order (the same on every rank).
+  constexpr size_t kMaxGroupOps = 1024;
+  for (size_t first = 0; first < ranges.size(); first += kMaxGroupOps) {
+    const size_t last = std::min(ranges.size(), first + kMaxGroupOps);
+    ncclResult_t result = ncclGroupStart();
+    for (size_t i = first; i < last && (result == ncclSuccess || result == ncclInProgress); ++i) {
+      const OwnedRange& r = ranges[i];
+      float* p = data + r.begin;
+      if (broadcast)
+        result = r.owner < 0 ? ncclSuccess  // replicated: every rank updated it
+                             : ncclBroadcast(p, p, r.size(), ncclFloat32, r.owner, impl_->comm, stream_);
+      else if (r.owner < 0)
+        result = ncclAllReduce(p, p, r.size(), ncclFloat32, ncclSum, impl_->comm, stream_);
+      else
+        result = ncclReduce(p, p, r.size(), ncclFloat32, ncclSum, r.owner, impl_->comm, stream_);
+    }
+    const ncclResult_t end = ncclGroupEnd();  // closed even after a failed enqueue
+    check_enqueue(result, what, rank_, world_);
+    check_enqueue(end, what, rank_, world_);
+    settle(what);
+  }
+}
+
 void NcclComm::abort() {
   if (impl_->comm) ncclCommAbort(impl_->comm);
   impl_->comm = nullptr;
@@ -194,10 +234,19 @@ void NcclComm::reduce_scatter_sum(const float* send, float* recv, size_t part, c
   wait(what);
 }
 
-void NcclComm::all_gather(const float* send, float* recv, size_t part, const char* what) {
+void NcclComm::all_gather(const void* send, void* recv, size_t part, int type, const char* what) {
   MUONGPT_CHECK(impl_->comm, "NCCL communicator used after an abort");
-  check_enqueue(ncclAllGather(send, recv, part, ncclFloat32, impl_->comm, stream_), what, rank_, world_);
+  check_enqueue(ncclAllGather(send, recv, part, static_cast<ncclDataType_t>(type), impl_->comm, stream_), what, rank_,
+                world_);
   wait(what);
+}
+
+void NcclComm::all_gather(const float* send, float* recv, size_t part, const char* what) {
+  all_gather(send, recv, part, ncclFloat32, what);
+}
+
+void NcclComm::all_gather(const double* send, double* recv, size_t part, const char* what) {
+  all_gather(send, recv, part, ncclFloat64, what);
 }
 
 void NcclComm::broadcast(void* data, size_t bytes, int root, const char* what) {

@@ -1,5 +1,7 @@
-// Collectives on device buffers over NCCL: the gradient all-reduce of data
-// parallel training on GPUs (one GPU per rank).
+// Collectives on device buffers over NCCL: the gradient reduction of data
+// parallel training on GPUs (one GPU per rank): all-reduced where the
+// optimizer state is replicated, reduced into each owner and the updated
+// parameters broadcast back where it is sharded.
 //
 // Bootstrap: rank 0 makes the NCCL unique id and the others receive it
 //   - through the host communicator (MPI broadcast) when launched by MPI, or
@@ -17,6 +19,14 @@
 //
 // Layout: plain fp32 arrays; all_reduce in place, reduce_scatter and
 // all_gather with rank r's part at [r * part, (r + 1) * part).
+//
+// Sharded optimizer state (uneven parts, train/shard_ranges.h): a list of
+// ranges of one flat buffer, each with its owner, moves as one NCCL group
+// (ncclGroupStart/End; lists longer than 1024 ranges as consecutive groups of
+// 1024): reduce_to_owners_after sums each range into its owner's buffer
+// (ncclReduce, root = owner; owner -1: ncclAllReduce into every rank's),
+// broadcast_from_owners_after sends each owner's range to every rank
+// (ncclBroadcast, root = owner). Every rank passes the same list.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -24,6 +34,9 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "train/shard_ranges.h"
 
 namespace muongpt {
 
@@ -51,6 +64,7 @@ class NcclComm {
   void all_reduce_max(double* data, size_t n, const char* what);
   void reduce_scatter_sum(const float* send, float* recv, size_t part, const char* what);
   void all_gather(const float* send, float* recv, size_t part, const char* what);
+  void all_gather(const double* send, double* recv, size_t part, const char* what);
   void broadcast(void* data, size_t bytes, int root, const char* what);
 
   // Overlap with compute: enqueues an in-place sum of data[0, n) on stream()
@@ -58,6 +72,15 @@ class NcclComm {
   // and returns without waiting for the reduction; finish() waits for all of
   // them (see Faults). Every rank enqueues the same sequence.
   void all_reduce_sum_after(float* data, size_t n, cudaEvent_t ready, const char* what);
+  // The same for sharded state: data[r.begin, r.end) summed over ranks into
+  // r.owner's buffer (the other ranks' copies are left as they were), or,
+  // owner -1, into every rank's; one group behind `ready`, not waited for.
+  void reduce_to_owners_after(float* data, const std::vector<OwnedRange>& ranges, cudaEvent_t ready,
+                              const char* what);
+  // data[r.begin, r.end) from r.owner to every rank (ranges with owner -1 are
+  // skipped: every rank has them); one group behind `ready`, not waited for.
+  void broadcast_from_owners_after(float* data, const std::vector<OwnedRange>& ranges, cudaEvent_t ready,
+                                   const char* what);
   void finish(const char* what) { wait(what); }
 
   void set_timeout(double seconds) { timeout_s_ = seconds; }
@@ -77,6 +100,10 @@ class NcclComm {
   [[noreturn]] void fail_aborted(const std::string& why);
   // type, op: ncclDataType_t, ncclRedOp_t (kept out of this header).
   void all_reduce(void* data, size_t n, int type, int op, const char* what);
+  void all_gather(const void* send, void* recv, size_t part, int type, const char* what);
+  // reduce_to_owners_after (broadcast false) or broadcast_from_owners_after.
+  void ranges_group(float* data, const std::vector<OwnedRange>& ranges, bool broadcast, cudaEvent_t ready,
+                    const char* what);
 
   struct Impl;
   std::unique_ptr<Impl> impl_;

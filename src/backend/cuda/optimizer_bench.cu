@@ -12,9 +12,19 @@
 // Peak: gpu::Matmul::gemm, 8192 x 8192 x 8192, bf16 in and out, fp32
 // accumulation, on uniform random operands (all-zero operands draw less power
 // and can run faster than real data); the best of 10 calls after 2 untimed.
+//
+// Gram kernels: Newton-Schulz alone on the config's Muon batches (grouped by
+// (group, rows, cols) as DeviceOptimizer batches them), once with cuBLASLt's
+// Gram products and once with the symmetric kernel (NsGramKernel), `steps`
+// passes each after one untimed pass, printed as one line with the mean ms per
+// step and the TFLOP/s of the mathematical FLOPs (the JSON line is unchanged).
+// The optimizer itself runs with NsGramKernel::kAuto.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <map>
+#include <tuple>
 #include <vector>
 
 #include "backend/cuda/device_optimizer.h"
@@ -23,7 +33,9 @@
 #include "cli/commands/bench_optimizer.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/matmul.cuh"
+#include "kernels/cuda/newton_schulz.cuh"
 #include "model/params.h"
+#include "optim/optimizer.h"
 #include "util/error.h"
 #include "util/rng.h"
 
@@ -50,7 +62,8 @@ float ms_between(const Event& a, const Event& b) {
 }
 
 // Uniform values in [-1, 1) from a hash of the index (no host transfer).
-__global__ void fill_uniform_bf16(gpu::bf16* x, size_t n, uint32_t seed) {
+template <class T>
+__global__ void fill_uniform(T* x, size_t n, uint32_t seed) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
     uint32_t h = static_cast<uint32_t>(i) * 0x9e3779b9u ^ seed;
     h ^= h >> 16;
@@ -58,7 +71,7 @@ __global__ void fill_uniform_bf16(gpu::bf16* x, size_t n, uint32_t seed) {
     h ^= h >> 15;
     h *= 0x846ca68bu;
     h ^= h >> 16;
-    x[i] = __float2bfloat16(static_cast<float>(h) * (2.0f / 4294967296.0f) - 1.0f);
+    x[i] = static_cast<T>(static_cast<float>(h) * (2.0f / 4294967296.0f) - 1.0f);
   }
 }
 
@@ -66,8 +79,8 @@ double measure_bf16_peak_tflops(gpu::Matmul& mm, cudaStream_t stream) {
   const int n = 8192;
   const size_t elems = size_t(n) * n;
   DeviceArray<gpu::bf16> a(elems), b(elems), d(elems);
-  fill_uniform_bf16<<<1024, 256, 0, stream>>>(a.get(), elems, 1u);
-  fill_uniform_bf16<<<1024, 256, 0, stream>>>(b.get(), elems, 2u);
+  fill_uniform<<<1024, 256, 0, stream>>>(a.get(), elems, 1u);
+  fill_uniform<<<1024, 256, 0, stream>>>(b.get(), elems, 2u);
   CUDA_CHECK(cudaGetLastError());
   Event e0, e1;
   float best = 1e30f;
@@ -80,6 +93,66 @@ double measure_bf16_peak_tflops(gpu::Matmul& mm, cudaStream_t stream) {
     if (i >= 2) best = std::min(best, ms_between(e0, e1));  // the first calls pick the algorithm, warm the clocks
   }
   return 2.0 * n * double(n) * n / (best * 1e-3) / 1e12;
+}
+
+// Prints Newton-Schulz alone per Gram kernel (see the file comment).
+void compare_gram_kernels(const Config& cfg, const std::string& source, gpu::Matmul& mm, cudaStream_t stream,
+                          int steps) {
+  const ParamTable table(cfg.model);
+  const ParamGroupAssignment assign = assign_groups(table, cfg.optim, source);
+  std::map<std::tuple<int, int, int>, int> count_of;  // (group, rows, cols) -> blocks
+  for (size_t gi = 0; gi < cfg.optim.groups.size(); ++gi) {
+    const OptimGroupConfig& g = cfg.optim.groups[gi];
+    if (g.type != "muon") continue;
+    for (int pi : assign.params_of_group[gi])
+      for (const MuonBlock& b : muon_blocks(table.params()[pi], g, cfg.model.n_head))
+        ++count_of[{static_cast<int>(gi), b.rows, table.params()[pi].cols()}];
+  }
+  if (count_of.empty()) return;
+  const auto stride_of = [](int rows, int cols) { return (static_cast<size_t>(rows) * cols + 127) / 128 * 128; };
+  size_t max_x = 1, max_ws = 1, max_scratch = 1;
+  double flops = 0;
+  for (const auto& [key, count] : count_of) {
+    const auto [gi, rows, cols] = key;
+    max_x = std::max(max_x, stride_of(rows, cols) * count);
+    max_ws = std::max(max_ws, gpu::newton_schulz_batched_workspace(count, rows, cols));
+    max_scratch = std::max(max_scratch, gpu::newton_schulz_batched_scratch_doubles(count));
+    const double r = std::min(rows, cols), c = std::max(rows, cols);
+    flops += count * static_cast<double>(cfg.optim.groups[gi].ns.table().size()) * (4.0 * r * r * c + 2.0 * r * r * r);
+  }
+  DeviceArray<float> g(max_x);
+  DeviceArray<gpu::bf16> out(max_x), ws(max_ws);
+  DeviceArray<double> scratch(max_scratch);
+  fill_uniform<<<1024, 256, 0, stream>>>(g.get(), max_x, 3u);
+  CUDA_CHECK(cudaGetLastError());
+  const auto pass = [&](gpu::NsGramKernel gram) {
+    for (const auto& [key, count] : count_of) {
+      const auto [gi, rows, cols] = key;
+      const NewtonSchulzConfig& ns = cfg.optim.groups[gi].ns;
+      const auto k = gpu::ns_coefficients(ns.table());
+      const size_t stride = stride_of(rows, cols);
+      gpu::newton_schulz_batched(out.get(), stride, g.get(), stride, count, rows, cols, k.data(),
+                                 static_cast<int>(k.size()), static_cast<float>(ns.norm_scale),
+                                 static_cast<float>(ns.norm_eps), ws.get(), scratch.get(), mm, stream, gram);
+    }
+  };
+  const auto time_ms = [&](gpu::NsGramKernel gram) {
+    pass(gram);  // untimed: cuBLASLt's algorithm search, clocks
+    Event e0, e1;
+    CUDA_CHECK(cudaEventRecord(e0.get(), stream));
+    for (int i = 0; i < steps; ++i) pass(gram);
+    CUDA_CHECK(cudaEventRecord(e1.get(), stream));
+    CUDA_CHECK(cudaEventSynchronize(e1.get()));
+    return ms_between(e0, e1) / std::max(steps, 1);
+  };
+  const double lt = time_ms(gpu::NsGramKernel::kCublasLt), sym = time_ms(gpu::NsGramKernel::kSymmetric);
+  const auto tflops = [&](double ms) { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : 0.0; };
+  std::printf(
+      "Newton-Schulz alone per Gram kernel (%zu Muon batches, %d passes): cuBLASLt %.3f ms (%.1f TFLOP/s), "
+      "symmetric kernel %.3f ms (%.1f TFLOP/s), %.2fx; the optimizer uses %s\n",
+      count_of.size(), steps, lt, tflops(lt), sym, tflops(sym), sym > 0 ? lt / sym : 0.0,
+      gpu::kSymmetricGramVerified ? "the symmetric kernel" : "cuBLASLt");
+  std::fflush(stdout);
 }
 
 std::vector<float> uniform_values(size_t n, uint64_t seed, double bound) {
@@ -134,6 +207,7 @@ OptimizerBenchResult bench_optimizer_gpu(const Config& cfg, const std::string& s
       r.ns_flops = t.ns_flops > 0 ? t.ns_flops : opt.ns_flops_per_step();
     }
     opt.set_timing(false);
+    compare_gram_kernels(cfg, source, mm, stream, steps);
     r.peak_tflops = measure_bf16_peak_tflops(mm, stream);
     CUDA_CHECK(cudaStreamSynchronize(stream));
   }

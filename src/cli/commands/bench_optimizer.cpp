@@ -19,7 +19,9 @@
 //                 a check on muon_ms, which contains it.
 // The three are timed in turn within each iteration (load from other
 // processes hits them alike) and reported as medians over the timed steps.
-// On the GPU (optimizer_bench.cu) CUDA events time each phase directly.
+// On the GPU (optimizer_bench.cu) CUDA events time each phase directly, and
+// Newton-Schulz alone is also timed with each kernel of its Gram products
+// (cuBLASLt, symmetric), printed as one line before the table.
 //
 // FLOPs of Newton-Schulz on an r x c block (r <= c after the transpose of a
 // tall block), per coefficient triple: X X^T 2r*r*c, A A 2r*r*r, B X 2r*c*r.

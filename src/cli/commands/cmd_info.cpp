@@ -40,7 +40,9 @@ void print_model_info(const RunOptions& o) {
               format_count(static_cast<double>(e.params)).c_str(),
               format_count(static_cast<double>(e.embedding_params)).c_str());
   std::printf("matmul parameters:     %s\n", format_count(static_cast<double>(e.matmul_params)).c_str());
-  std::printf("FLOPs per token:       %.3g (forward+backward: 6*N_matmul + 6*L*C*T)\n", e.flops_per_token);
+  std::printf("FLOPs per token:       %.3g (forward+backward: 6*N_matmul %.3g + attention %.3g; %s)\n",
+              e.flops_per_token, e.flops_per_token - e.attention_flops_per_token, e.attention_flops_per_token,
+              cfg.model.attn_window.empty() ? "causal: 6*L*C*T" : "12*C*keys per layer, sliding windows");
   std::printf("FLOPs per step:        %.3g (%lld tokens)\n", e.flops_per_token * cfg.batch.global_tokens,
               static_cast<long long>(cfg.batch.global_tokens));
   std::printf("memory (CPU, fp32):    params %.2f GB, grads %.2f GB, optimizer %.2f GB, activations %.2f GB, total %.2f GB\n",
