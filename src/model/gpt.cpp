@@ -18,12 +18,6 @@ namespace muongpt {
 using namespace cpu;
 
 template <class T>
-size_t Gpt<T>::off(const std::string& name) const {
-  const ParamSpec* s = table_.find(name);
-  return s ? s->offset : npos;
-}
-
-template <class T>
 Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
     : cfg_(cfg), table_(cfg), max_batch_(max_batch), max_seq_(max_seq_len) {
   C_ = cfg.d_model;
@@ -37,34 +31,16 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
 
   params_.assign(table_.total(), T(0));
   grads_.assign(table_.total(), T(0));
-  tok_embed_ = off("tok_embed");
-  pos_embed_ = off("pos_embed");
-  embn_w_ = off("embed_norm.weight");
-  embn_b_ = off("embed_norm.bias");
-  skip_w_ = off("skip_weights");
-  normf_w_ = off("final_norm.weight");
-  normf_b_ = off("final_norm.bias");
-  head_ = cfg.tie_embeddings ? tok_embed_ : off("lm_head");
-  const bool fused = cfg.qkv == "fused";
-  for (int l = 0; l < L_; ++l) {
-    const std::string b = str("blocks.", l, ".");
-    Layer ly;
-    ly.norm1_w = off(b + "norm1.weight");
-    ly.norm1_b = off(b + "norm1.bias");
-    ly.qkv_w = off(b + (fused ? "attn.qkv.weight" : "attn.q.weight"));
-    ly.qkv_b = off(b + (fused ? "attn.qkv.bias" : "attn.q.bias"));
-    ly.proj_w = off(b + "attn.proj.weight");
-    ly.proj_b = off(b + "attn.proj.bias");
-    ly.value_lambda = off(b + "attn.value_lambda");
-    ly.x0_lambdas = off(b + "x0_lambdas");
-    ly.norm2_w = off(b + "norm2.weight");
-    ly.norm2_b = off(b + "norm2.bias");
-    ly.fc_w = off(b + "mlp.fc.weight");
-    ly.fc_b = off(b + "mlp.fc.bias");
-    ly.mlp_w = off(b + "mlp.proj.weight");
-    ly.mlp_b = off(b + "mlp.proj.bias");
-    layers_.push_back(ly);
-  }
+  const ParamOffsets o = param_offsets(table_, cfg);
+  tok_embed_ = o.tok_embed;
+  pos_embed_ = o.pos_embed;
+  embn_w_ = o.embn_w;
+  embn_b_ = o.embn_b;
+  skip_w_ = o.skip_w;
+  normf_w_ = o.normf_w;
+  normf_b_ = o.normf_b;
+  head_ = o.head;
+  layers_ = o.blocks;
   if (cfg.pos_embedding == "rope") rope_tables(rope_cos_, rope_sin_, max_seq_len, D_, cfg.rope_base);
 
   // Activations, sized once for the largest batch.

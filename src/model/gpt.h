@@ -78,11 +78,7 @@ class Gpt {
   const std::vector<T>& max_attention_logits() const { return act_.max_logits; }
 
  private:
-  struct Layer {
-    // parameter offsets (npos = absent)
-    size_t norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, value_lambda, x0_lambdas;
-    size_t norm2_w, norm2_b, fc_w, fc_b, mlp_w, mlp_b;
-  };
+  using Layer = BlockParamOffsets;  // parameter offsets (npos = absent)
   struct LayerActs {
     std::vector<T> x_in, x_skip, x_mix;  // block input, after U-net skip, after x0 shortcut
     std::vector<T> h1, n1_mean, n1_rstd;
@@ -110,7 +106,6 @@ class Gpt {
   T* p(size_t off) { return off == npos ? nullptr : params_.data() + off; }
   const T* p(size_t off) const { return off == npos ? nullptr : params_.data() + off; }
   T* g(size_t off) { return off == npos ? nullptr : grads_.data() + off; }
-  size_t off(const std::string& name) const;
 
   void norm_forward(T* out, T* mean, T* rstd, const T* x, size_t w, size_t b, int rows);
   void norm_backward(T* dx, const T* dout, const T* x, size_t w, size_t b, const T* mean, const T* rstd, int rows,
@@ -127,7 +122,7 @@ class Gpt {
                    const std::vector<T>& raw, int B, int Tn);
   int skip_source(int layer) const;  // boundary index whose state decoder `layer` adds, or -1
 
-  static constexpr size_t npos = static_cast<size_t>(-1);
+  static constexpr size_t npos = kAbsentParam;
 
   ModelConfig cfg_;
   ParamTable table_;

@@ -135,4 +135,41 @@ void init_params(const ParamTable& table, T* data, uint64_t seed) {
 template void init_params<float>(const ParamTable&, float*, uint64_t);
 template void init_params<double>(const ParamTable&, double*, uint64_t);
 
+ParamOffsets param_offsets(const ParamTable& table, const ModelConfig& cfg) {
+  const auto off = [&](const std::string& name) {
+    const ParamSpec* s = table.find(name);
+    return s ? s->offset : kAbsentParam;
+  };
+  ParamOffsets o;
+  o.tok_embed = off("tok_embed");
+  o.pos_embed = off("pos_embed");
+  o.embn_w = off("embed_norm.weight");
+  o.embn_b = off("embed_norm.bias");
+  o.skip_w = off("skip_weights");
+  o.normf_w = off("final_norm.weight");
+  o.normf_b = off("final_norm.bias");
+  o.head = cfg.tie_embeddings ? o.tok_embed : off("lm_head");
+  const bool fused = cfg.qkv == "fused";
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    const std::string b = str("blocks.", l, ".");
+    BlockParamOffsets ly;
+    ly.norm1_w = off(b + "norm1.weight");
+    ly.norm1_b = off(b + "norm1.bias");
+    ly.qkv_w = off(b + (fused ? "attn.qkv.weight" : "attn.q.weight"));
+    ly.qkv_b = off(b + (fused ? "attn.qkv.bias" : "attn.q.bias"));
+    ly.proj_w = off(b + "attn.proj.weight");
+    ly.proj_b = off(b + "attn.proj.bias");
+    ly.value_lambda = off(b + "attn.value_lambda");
+    ly.x0_lambdas = off(b + "x0_lambdas");
+    ly.norm2_w = off(b + "norm2.weight");
+    ly.norm2_b = off(b + "norm2.bias");
+    ly.fc_w = off(b + "mlp.fc.weight");
+    ly.fc_b = off(b + "mlp.fc.bias");
+    ly.mlp_w = off(b + "mlp.proj.weight");
+    ly.mlp_b = off(b + "mlp.proj.bias");
+    o.blocks.push_back(ly);
+  }
+  return o;
+}
+
 }  // namespace muongpt

@@ -66,6 +66,20 @@ class ParamTable {
   size_t total_ = 0;
 };
 
+// Where the model's parameters sit in the flat buffer, for the models' forward
+// and backward (CPU and GPU); kAbsentParam where the config has no such
+// parameter. `head` is the token embedding when the head is tied.
+inline constexpr size_t kAbsentParam = static_cast<size_t>(-1);
+struct BlockParamOffsets {
+  size_t norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, value_lambda, x0_lambdas;  // qkv_*: q's with separate q/k/v
+  size_t norm2_w, norm2_b, fc_w, fc_b, mlp_w, mlp_b;
+};
+struct ParamOffsets {
+  size_t tok_embed, pos_embed, embn_w, embn_b, skip_w, normf_w, normf_b, head;
+  std::vector<BlockParamOffsets> blocks;
+};
+ParamOffsets param_offsets(const ParamTable& table, const ModelConfig& cfg);
+
 // Fills `data` (table.total() elements) with the initial values, drawing each
 // parameter from its own random stream Rng(seed, hash(name)).
 template <class T>

@@ -25,7 +25,7 @@ using gpu::MixCoef;
 
 namespace {
 
-constexpr size_t npos = static_cast<size_t>(-1);
+constexpr size_t npos = kAbsentParam;
 
 // One device allocation carved into buffers. layout() runs twice: first to
 // measure (base == null), then to hand out pointers into the allocation.
@@ -40,7 +40,7 @@ class Arena {
   }
   // `what` says what the memory is for, in the out-of-memory error.
   void allocate(const std::string& what) {
-    const size_t bytes = offset_ + 256;
+    const size_t bytes = measured_bytes();
     const cudaError_t err = cudaMalloc(&base_, bytes);
     if (err == cudaErrorMemoryAllocation) {
       (void)cudaGetLastError();  // clear the error so the caller can go on
@@ -49,7 +49,7 @@ class Arena {
       cudaMemGetInfo(&free_bytes, &total_bytes);
       fail(what, " needs ", str_gb(bytes), " of GPU memory; the GPU has ", str_gb(free_bytes), " free of ",
            str_gb(total_bytes), ". Lower batch.micro_batch (gradient accumulation keeps batch.global_tokens "
-           "and the math) or batch.seq_len");
+           "and the math) or batch.seq_len; `muongpt info --config` prints the estimate");
     }
     CUDA_CHECK(err);
     offset_ = 0;
@@ -59,6 +59,7 @@ class Arena {
     std::snprintf(buf, sizeof(buf), "%.2f GB", static_cast<double>(bytes) / 1e9);
     return buf;
   }
+  size_t measured_bytes() const { return offset_ + 256; }  // what allocate() asks for
   void release() {
     if (base_) cudaFree(base_);
     base_ = nullptr;
@@ -104,23 +105,18 @@ unsigned blocks_for(size_t n, int threads = 256) { return static_cast<unsigned>(
 
 }  // namespace
 
-struct GptCuda::Impl {
+// The model's shapes, parameter offsets and device buffers. layout() carves
+// the buffers out of an Arena; with a measuring Arena it needs no GPU, which
+// is how GptCuda::device_bytes() sizes a model before anything is allocated.
+struct ModelBuffers {
   ModelConfig cfg;
   ParamTable table;
   int max_batch, max_seq;
   int C, H, D, F, L, Vp, V_softmax;
   bool layernorm, rope, fused_qkv;
   float eps;
-  gpu::AttentionKernel attention_kernel;
-  std::function<void(int)> layer_grads_hook;
-  cudaStream_t stream = nullptr;
-  gpu::Matmul matmul;
 
-  struct Layer {
-    size_t norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, value_lambda, x0_lambdas;
-    size_t norm2_w, norm2_b, fc_w, fc_b, mlp_w, mlp_b;
-  };
-  std::vector<Layer> layers;
+  std::vector<BlockParamOffsets> layers;
   size_t tok_embed, pos_embed, embn_w, embn_b, skip_w, normf_w, normf_b, head;
 
   struct LayerActs {
@@ -129,7 +125,6 @@ struct GptCuda::Impl {
     float *n1_mean, *n1_rstd, *n2_mean, *n2_rstd, *q_rstd, *k_rstd, *lse;
   };
   // device buffers
-  Arena arena;
   float *params = nullptr, *grads = nullptr;
   bf16* params_bf16 = nullptr;
   float *rope_cos = nullptr, *rope_sin = nullptr;
@@ -146,18 +141,33 @@ struct GptCuda::Impl {
   std::vector<bf16*> dskip;  // per boundary, for U-net skips (null when unused)
   float *norm_scratch = nullptr, *mix_scratch = nullptr, *attn_scratch = nullptr;
 
-  // last forward
-  int B = 0, Tn = 0, num_unique = 0;
-  bool have_targets = false;
-  std::vector<int32_t> host_tokens;
-
-  Impl(const ModelConfig& c, int mb, int ms)
-      : cfg(c), table(c), max_batch(mb), max_seq(ms), attention_kernel(gpu::parse_attention_kernel(c.attention_kernel)) {}
-
-  size_t off(const std::string& name) const {
-    const ParamSpec* s = table.find(name);
-    return s ? s->offset : npos;
+  ModelBuffers(const ModelConfig& c, int mb, int ms) : cfg(c), table(c), max_batch(mb), max_seq(ms) {
+    C = cfg.d_model;
+    H = cfg.n_head;
+    D = cfg.head_dim();
+    F = cfg.hidden();
+    L = cfg.n_layer;
+    Vp = cfg.padded_vocab_size;
+    V_softmax = cfg.mask_padded_logits ? cfg.vocab_size : Vp;
+    layernorm = cfg.norm == "layernorm";
+    rope = cfg.pos_embedding == "rope";
+    fused_qkv = cfg.qkv == "fused";
+    eps = static_cast<float>(cfg.norm_eps);
+    if (max_batch < 1 || max_seq < 1) fail("GptCuda: batch ", max_batch, "x", max_seq, " is empty");
+    if (cfg.pos_embedding == "learned" && max_seq > cfg.max_seq_len)
+      fail("GptCuda: sequence length ", max_seq, " exceeds model.max_seq_len = ", cfg.max_seq_len);
+    const ParamOffsets o = param_offsets(table, cfg);
+    tok_embed = o.tok_embed;
+    pos_embed = o.pos_embed;
+    embn_w = o.embn_w;
+    embn_b = o.embn_b;
+    skip_w = o.skip_w;
+    normf_w = o.normf_w;
+    normf_b = o.normf_b;
+    head = o.head;
+    layers = o.blocks;
   }
+
   const float* p32(size_t o) const { return o == npos ? nullptr : params + o; }
   const bf16* pb(size_t o) const { return o == npos ? nullptr : params_bf16 + o; }
   float* g(size_t o) const { return o == npos ? nullptr : grads + o; }
@@ -253,6 +263,22 @@ struct GptCuda::Impl {
     mix_scratch = a.take<float>(gpu::mix_backward_scratch_floats());
     attn_scratch = a.take<float>(gpu::attention_backward_scratch_floats(max_batch, max_seq, H));
   }
+};
+
+struct GptCuda::Impl : ModelBuffers {
+  gpu::AttentionKernel attention_kernel;
+  std::function<void(int)> layer_grads_hook;
+  cudaStream_t stream = nullptr;
+  gpu::Matmul matmul;
+  Arena arena;
+
+  // last forward
+  int B = 0, Tn = 0, num_unique = 0;
+  bool have_targets = false;
+  std::vector<int32_t> host_tokens;
+
+  Impl(const ModelConfig& c, int mb, int ms)
+      : ModelBuffers(c, mb, ms), attention_kernel(gpu::parse_attention_kernel(c.attention_kernel)) {}
 
   // ---- helpers mirroring the CPU model ---------------------------------------------------------
   void norm_forward(bf16* out, float* mean, float* rstd, const bf16* x, size_t w, size_t b, int rows) {
@@ -319,49 +345,6 @@ struct GptCuda::Impl {
 GptCuda::GptCuda(const ModelConfig& cfg, int max_batch, int max_seq_len)
     : impl_(std::make_unique<Impl>(cfg, max_batch, max_seq_len)) {
   Impl& m = *impl_;
-  m.C = cfg.d_model;
-  m.H = cfg.n_head;
-  m.D = cfg.head_dim();
-  m.F = cfg.hidden();
-  m.L = cfg.n_layer;
-  m.Vp = cfg.padded_vocab_size;
-  m.V_softmax = cfg.mask_padded_logits ? cfg.vocab_size : m.Vp;
-  m.layernorm = cfg.norm == "layernorm";
-  m.rope = cfg.pos_embedding == "rope";
-  m.fused_qkv = cfg.qkv == "fused";
-  m.eps = static_cast<float>(cfg.norm_eps);
-  if (max_batch < 1 || max_seq_len < 1) fail("GptCuda: batch ", max_batch, "x", max_seq_len, " is empty");
-  if (cfg.pos_embedding == "learned" && max_seq_len > cfg.max_seq_len)
-    fail("GptCuda: sequence length ", max_seq_len, " exceeds model.max_seq_len = ", cfg.max_seq_len);
-
-  m.tok_embed = m.off("tok_embed");
-  m.pos_embed = m.off("pos_embed");
-  m.embn_w = m.off("embed_norm.weight");
-  m.embn_b = m.off("embed_norm.bias");
-  m.skip_w = m.off("skip_weights");
-  m.normf_w = m.off("final_norm.weight");
-  m.normf_b = m.off("final_norm.bias");
-  m.head = cfg.tie_embeddings ? m.tok_embed : m.off("lm_head");
-  for (int l = 0; l < m.L; ++l) {
-    const std::string b = str("blocks.", l, ".");
-    Impl::Layer ly;
-    ly.norm1_w = m.off(b + "norm1.weight");
-    ly.norm1_b = m.off(b + "norm1.bias");
-    ly.qkv_w = m.off(b + (m.fused_qkv ? "attn.qkv.weight" : "attn.q.weight"));
-    ly.qkv_b = m.off(b + (m.fused_qkv ? "attn.qkv.bias" : "attn.q.bias"));
-    ly.proj_w = m.off(b + "attn.proj.weight");
-    ly.proj_b = m.off(b + "attn.proj.bias");
-    ly.value_lambda = m.off(b + "attn.value_lambda");
-    ly.x0_lambdas = m.off(b + "x0_lambdas");
-    ly.norm2_w = m.off(b + "norm2.weight");
-    ly.norm2_b = m.off(b + "norm2.bias");
-    ly.fc_w = m.off(b + "mlp.fc.weight");
-    ly.fc_b = m.off(b + "mlp.fc.bias");
-    ly.mlp_w = m.off(b + "mlp.proj.weight");
-    ly.mlp_b = m.off(b + "mlp.proj.bias");
-    m.layers.push_back(ly);
-  }
-
   CUDA_CHECK(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking));
   m.layout(m.arena);  // measure
   m.arena.allocate(str("the GPU model (parameters fp32 + bf16, gradients, activations for ", max_batch, " x ",
@@ -376,6 +359,13 @@ GptCuda::GptCuda(const ModelConfig& cfg, int max_batch, int max_seq_len)
   CUDA_CHECK(cudaMemset(m.params, 0, m.table.total() * sizeof(float)));
   CUDA_CHECK(cudaMemset(m.params_bf16, 0, m.table.total() * sizeof(bf16)));
   zero_grad();
+}
+
+size_t GptCuda::device_bytes(const ModelConfig& cfg, int max_batch, int max_seq_len) {
+  ModelBuffers buffers(cfg, max_batch, max_seq_len);
+  Arena measure;
+  buffers.layout(measure);
+  return measure.measured_bytes();
 }
 
 GptCuda::~GptCuda() {
@@ -487,7 +477,7 @@ double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, in
   const float scale = static_cast<float>(m.cfg.softmax_scale());
   const float branch = static_cast<float>(m.cfg.attn_residual_scale);
   for (int l = 0; l < m.L; ++l) {
-    const Impl::Layer& ly = m.layers[l];
+    const BlockParamOffsets& ly = m.layers[l];
     Impl::LayerActs& a = m.acts[l];
     if (l == 0) m.copy(a.x_in, x0, NC);
     const bf16* x = a.x_in;
@@ -569,7 +559,7 @@ void GptCuda::backward(float loss_scale) {
     if (d) CUDA_CHECK(cudaMemsetAsync(d, 0, NC * sizeof(bf16), s));
 
   for (int l = m.L - 1; l >= 0; --l) {
-    const Impl::Layer& ly = m.layers[l];
+    const BlockParamOffsets& ly = m.layers[l];
     Impl::LayerActs& a = m.acts[l];
     const int src = m.skip_source(l);
     const bf16* x_block = m.cfg.x0_shortcut ? a.x_mix : (src >= 0 ? a.x_skip : a.x_in);

@@ -36,6 +36,11 @@ class Matmul;
 class GptCuda {
  public:
   GptCuda(const ModelConfig& cfg, int max_batch, int max_seq_len);
+  // Bytes of the one device allocation the constructor makes for this model
+  // and batch (parameters fp32 + bf16, gradients, activations, scratch);
+  // computed on the host, no GPU needed. Not counted: the optimizer's state
+  // and workspace, cuBLASLt's workspace, the CUDA context.
+  static size_t device_bytes(const ModelConfig& cfg, int max_batch, int max_seq_len);
   ~GptCuda();
   GptCuda(const GptCuda&) = delete;
   GptCuda& operator=(const GptCuda&) = delete;

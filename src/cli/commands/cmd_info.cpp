@@ -8,6 +8,9 @@
 #include "config/config_io.h"
 #include "data/shard.h"
 #include "model/estimate.h"
+#if MUONGPT_HAVE_CUDA
+#include "backend/cuda/gpt_cuda.h"
+#endif
 #include "model/params.h"
 #include "optim/optimizer.h"
 #include "util/error.h"
@@ -48,6 +51,13 @@ void print_model_info(const RunOptions& o) {
   std::printf("memory (CPU, fp32):    params %.2f GB, grads %.2f GB, optimizer %.2f GB, activations %.2f GB, total %.2f GB\n",
               e.param_bytes / 1e9, e.grad_bytes / 1e9, e.optimizer_bytes / 1e9, e.activation_bytes / 1e9,
               e.total_bytes() / 1e9);
+#if MUONGPT_HAVE_CUDA
+  const double model_gpu = static_cast<double>(GptCuda::device_bytes(cfg.model, cfg.batch.micro_batch, cfg.batch.seq_len));
+  std::printf("memory (GPU, bf16):    model %.2f GB (params fp32 + bf16, grads, activations for %d x %d tokens), "
+              "optimizer state %.2f GB (fp32, replicated), total %.2f GB + workspaces\n",
+              model_gpu / 1e9, cfg.batch.micro_batch, cfg.batch.seq_len, e.optimizer_bytes / 1e9,
+              (model_gpu + e.optimizer_bytes) / 1e9);
+#endif
   const DeviceReport dev = detect_devices();
   if (dev.gpus.empty())
     std::printf("devices:               CPU (%s)\n", dev.cuda_status.c_str());
