@@ -31,16 +31,7 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
 
   params_.assign(table_.total(), T(0));
   grads_.assign(table_.total(), T(0));
-  const ParamOffsets o = param_offsets(table_, cfg);
-  tok_embed_ = o.tok_embed;
-  pos_embed_ = o.pos_embed;
-  embn_w_ = o.embn_w;
-  embn_b_ = o.embn_b;
-  skip_w_ = o.skip_w;
-  normf_w_ = o.normf_w;
-  normf_b_ = o.normf_b;
-  head_ = o.head;
-  layers_ = o.blocks;
+  offsets_ = param_offsets(table_, cfg);
   if (cfg.pos_embedding == "rope") rope_tables(rope_cos_, rope_sin_, max_seq_len, D_, cfg.rope_base);
 
   // Activations, sized once for the largest batch.
@@ -205,10 +196,10 @@ double Gpt<T>::forward(const int32_t* tokens, const int32_t* targets, int B, int
   }
 
   // Embedding (+ norm) -> x0
-  embedding_forward(act_.emb.data(), tokens, p(tok_embed_), p(pos_embed_), B, Tn, C_);
+  embedding_forward(act_.emb.data(), tokens, p(offsets_.tok_embed), p(offsets_.pos_embed), B, Tn, C_);
   const T* x0 = act_.emb.data();
   if (cfg_.embed_norm) {
-    norm_forward(act_.x0.data(), act_.embn_mean.data(), act_.embn_rstd.data(), act_.emb.data(), embn_w_, embn_b_, N);
+    norm_forward(act_.x0.data(), act_.embn_mean.data(), act_.embn_rstd.data(), act_.emb.data(), offsets_.embn_w, offsets_.embn_b, N);
     x0 = act_.x0.data();
   }
 
@@ -216,13 +207,13 @@ double Gpt<T>::forward(const int32_t* tokens, const int32_t* targets, int B, int
   const T branch = static_cast<T>(cfg_.attn_residual_scale);
   const T* x = x0;
   for (int l = 0; l < L_; ++l) {
-    const Layer& ly = layers_[l];
+    const BlockParamOffsets& ly = offsets_.blocks[l];
     LayerActs& a = act_.layers[l];
     if (l == 0) std::copy(x0, x0 + NC, a.x_in.begin());  // later blocks' inputs are written by the previous block
     x = a.x_in.data();
     if (int src = skip_source(l); src >= 0) {
       const T* skip = act_.layers[src].x_in.data();
-      mix_forward(a.x_skip.data(), x, skip, T(1), p(skip_w_)[l - L_ / 2], NC);
+      mix_forward(a.x_skip.data(), x, skip, T(1), p(offsets_.skip_w)[l - L_ / 2], NC);
       x = a.x_skip.data();
     }
     if (cfg_.x0_shortcut) {
@@ -266,8 +257,8 @@ double Gpt<T>::forward(const int32_t* tokens, const int32_t* targets, int B, int
     x = next;
   }
 
-  norm_forward(act_.hf.data(), act_.nf_mean.data(), act_.nf_rstd.data(), act_.x_final.data(), normf_w_, normf_b_, N);
-  matmul_forward(act_.logits.data(), act_.hf.data(), p(head_), static_cast<const T*>(nullptr), N, C_, Vp_);
+  norm_forward(act_.hf.data(), act_.nf_mean.data(), act_.nf_rstd.data(), act_.x_final.data(), offsets_.normf_w, offsets_.normf_b, N);
+  matmul_forward(act_.logits.data(), act_.hf.data(), p(offsets_.head), static_cast<const T*>(nullptr), N, C_, Vp_);
   if (!targets) return 0.0;
   softcap_ce_forward(act_.losses.data(), act_.lse.data(), act_.logits.data(), targets, N, Vp_, V_softmax_,
                      static_cast<T>(cfg_.logit_softcap));
@@ -289,9 +280,9 @@ void Gpt<T>::backward(T loss_scale) {
   softcap_ce_backward(dlogits, act_.logits.data(), act_.lse.data(), act_.targets.data(), loss_scale, N, Vp_, V_softmax_,
                       static_cast<T>(cfg_.logit_softcap));
   std::vector<T> dres(NC), dhf(NC);
-  matmul_backward(dhf.data(), g(head_), static_cast<T*>(nullptr), dlogits, act_.hf.data(), p(head_), N, C_, Vp_,
+  matmul_backward(dhf.data(), g(offsets_.head), static_cast<T*>(nullptr), dlogits, act_.hf.data(), p(offsets_.head), N, C_, Vp_,
                   false);
-  norm_backward(dres.data(), dhf.data(), act_.x_final.data(), normf_w_, normf_b_, act_.nf_mean.data(),
+  norm_backward(dres.data(), dhf.data(), act_.x_final.data(), offsets_.normf_w, offsets_.normf_b, act_.nf_mean.data(),
                 act_.nf_rstd.data(), N, false);
 
   const T* x0 = cfg_.embed_norm ? act_.x0.data() : act_.emb.data();
@@ -302,7 +293,7 @@ void Gpt<T>::backward(T loss_scale) {
   std::vector<T> dqkv(3 * NC), dq(NC), dk(NC), dv(NC), datt(NC), dattn_out(NC), dtmp(NC);
 
   for (int l = L_ - 1; l >= 0; --l) {
-    const Layer& ly = layers_[l];
+    const BlockParamOffsets& ly = offsets_.blocks[l];
     LayerActs& a = act_.layers[l];
     const int src = skip_source(l);
     const T* x_block = cfg_.x0_shortcut ? a.x_mix.data() : (src >= 0 ? a.x_skip.data() : a.x_in.data());
@@ -365,11 +356,11 @@ void Gpt<T>::backward(T loss_scale) {
       std::swap(dtmp, dres);
     }
     if (src >= 0) {
-      const T w = p(skip_w_)[l - L_ / 2];
+      const T w = p(offsets_.skip_w)[l - L_ / 2];
       const T* skip = act_.layers[src].x_in.data();
       if (dskip[src].empty()) dskip[src].assign(NC, T(0));
       mix_backward(static_cast<T*>(nullptr), dskip[src].data(), static_cast<T*>(nullptr),
-                   g(skip_w_) + (l - L_ / 2), dres.data(), a.x_in.data(), skip, T(1), w, NC, false, true);
+                   g(offsets_.skip_w) + (l - L_ / 2), dres.data(), a.x_in.data(), skip, T(1), w, NC, false, true);
       // dx_in = dres (unchanged)
     }
     // dres = dL/d(x_in of block l) = dL/d(boundary l); add skip gradients aimed at this boundary
@@ -384,11 +375,11 @@ void Gpt<T>::backward(T loss_scale) {
   for (size_t i = 0; i < NC; ++i) dx0[i] += dres[i];
   const T* demb = dx0.data();
   if (cfg_.embed_norm) {
-    norm_backward(dh.data(), dx0.data(), act_.emb.data(), embn_w_, embn_b_, act_.embn_mean.data(),
+    norm_backward(dh.data(), dx0.data(), act_.emb.data(), offsets_.embn_w, offsets_.embn_b, act_.embn_mean.data(),
                   act_.embn_rstd.data(), N, false);
     demb = dh.data();
   }
-  embedding_backward(g(tok_embed_), g(pos_embed_), demb, act_.tokens.data(), B, Tn, C_);
+  embedding_backward(g(offsets_.tok_embed), g(offsets_.pos_embed), demb, act_.tokens.data(), B, Tn, C_);
 }
 
 template class Gpt<float>;

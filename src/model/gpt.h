@@ -78,7 +78,6 @@ class Gpt {
   const std::vector<T>& max_attention_logits() const { return act_.max_logits; }
 
  private:
-  using Layer = BlockParamOffsets;  // parameter offsets (npos = absent)
   struct LayerActs {
     std::vector<T> x_in, x_skip, x_mix;  // block input, after U-net skip, after x0 shortcut
     std::vector<T> h1, n1_mean, n1_rstd;
@@ -130,8 +129,7 @@ class Gpt {
   int C_, H_, D_, F_, L_, Vp_, V_softmax_;
   std::vector<T> params_, grads_;
   std::function<void(int)> layer_grads_hook_;
-  size_t tok_embed_, pos_embed_, embn_w_, embn_b_, skip_w_, normf_w_, normf_b_, head_;
-  std::vector<Layer> layers_;
+  ParamOffsets offsets_;  // where each parameter sits in params_ (kAbsentParam = absent)
   std::vector<T> rope_cos_, rope_sin_;
   Acts act_;
   int B_ = 0, T_ = 0;  // shape of the last forward

@@ -116,8 +116,7 @@ struct ModelBuffers {
   bool layernorm, rope, fused_qkv;
   float eps;
 
-  std::vector<BlockParamOffsets> layers;
-  size_t tok_embed, pos_embed, embn_w, embn_b, skip_w, normf_w, normf_b, head;
+  ParamOffsets offsets;  // where each parameter sits in params (kAbsentParam = absent)
 
   struct LayerActs {
     bf16 *x_in, *x_skip, *x_mix, *h1, *qkv, *q_raw, *k_raw, *v_raw, *q_mid, *k_mid, *q, *k, *v;
@@ -156,16 +155,7 @@ struct ModelBuffers {
     if (max_batch < 1 || max_seq < 1) fail("GptCuda: batch ", max_batch, "x", max_seq, " is empty");
     if (cfg.pos_embedding == "learned" && max_seq > cfg.max_seq_len)
       fail("GptCuda: sequence length ", max_seq, " exceeds model.max_seq_len = ", cfg.max_seq_len);
-    const ParamOffsets o = param_offsets(table, cfg);
-    tok_embed = o.tok_embed;
-    pos_embed = o.pos_embed;
-    embn_w = o.embn_w;
-    embn_b = o.embn_b;
-    skip_w = o.skip_w;
-    normf_w = o.normf_w;
-    normf_b = o.normf_b;
-    head = o.head;
-    layers = o.blocks;
+    offsets = param_offsets(table, cfg);
   }
 
   const float* p32(size_t o) const { return o == npos ? nullptr : params + o; }
@@ -467,23 +457,23 @@ double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, in
     CUDA_CHECK(cudaStreamSynchronize(s));  // the plan lives on the host stack
   }
 
-  gpu::embedding_forward(m.emb, m.tokens, m.pb(m.tok_embed), m.pb(m.pos_embed), B, Tn, m.C, m.cfg.vocab_size, s);
+  gpu::embedding_forward(m.emb, m.tokens, m.pb(m.offsets.tok_embed), m.pb(m.offsets.pos_embed), B, Tn, m.C, m.cfg.vocab_size, s);
   const bf16* x0 = m.emb;
   if (m.cfg.embed_norm) {
-    m.norm_forward(m.x0, m.embn_mean, m.embn_rstd, m.emb, m.embn_w, m.embn_b, N);
+    m.norm_forward(m.x0, m.embn_mean, m.embn_rstd, m.emb, m.offsets.embn_w, m.offsets.embn_b, N);
     x0 = m.x0;
   }
 
   const float scale = static_cast<float>(m.cfg.softmax_scale());
   const float branch = static_cast<float>(m.cfg.attn_residual_scale);
   for (int l = 0; l < m.L; ++l) {
-    const BlockParamOffsets& ly = m.layers[l];
+    const BlockParamOffsets& ly = m.offsets.blocks[l];
     Impl::LayerActs& a = m.acts[l];
     if (l == 0) m.copy(a.x_in, x0, NC);
     const bf16* x = a.x_in;
     if (int src = m.skip_source(l); src >= 0) {
       gpu::mix_forward(a.x_skip, x, m.acts[src].x_in, MixCoef::constant(1.0f),
-                       MixCoef::learned(m.p32(m.skip_w) + (l - m.L / 2)), NC, s);
+                       MixCoef::learned(m.p32(m.offsets.skip_w) + (l - m.L / 2)), NC, s);
       x = a.x_skip;
     }
     if (m.cfg.x0_shortcut) {
@@ -521,8 +511,8 @@ double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, in
     m.add(next, next, a.x_attn, NC);
   }
 
-  m.norm_forward(m.hf, m.nf_mean, m.nf_rstd, m.x_final, m.normf_w, m.normf_b, N);
-  m.matmul.forward(m.logits, m.hf, m.pb(m.head), nullptr, N, m.C, m.Vp, s);
+  m.norm_forward(m.hf, m.nf_mean, m.nf_rstd, m.x_final, m.offsets.normf_w, m.offsets.normf_b, N);
+  m.matmul.forward(m.logits, m.hf, m.pb(m.offsets.head), nullptr, N, m.C, m.Vp, s);
   if (!targets) {
     CUDA_CHECK(cudaStreamSynchronize(s));
     return 0.0;
@@ -549,8 +539,8 @@ void GptCuda::backward(float loss_scale) {
   bf16* dlogits = m.logits;  // in place
   gpu::softcap_ce_backward(dlogits, m.logits, m.lse, m.targets, loss_scale, N, m.Vp, m.V_softmax,
                            static_cast<float>(m.cfg.logit_softcap), s);
-  m.matmul.backward(m.dhf, m.g(m.head), nullptr, dlogits, m.hf, m.pb(m.head), N, m.C, m.Vp, false, s);
-  m.norm_backward(m.dres, m.dhf, m.x_final, m.normf_w, m.normf_b, m.nf_mean, m.nf_rstd, N, false);
+  m.matmul.backward(m.dhf, m.g(m.offsets.head), nullptr, dlogits, m.hf, m.pb(m.offsets.head), N, m.C, m.Vp, false, s);
+  m.norm_backward(m.dres, m.dhf, m.x_final, m.offsets.normf_w, m.offsets.normf_b, m.nf_mean, m.nf_rstd, N, false);
 
   const bf16* x0 = m.cfg.embed_norm ? m.x0 : m.emb;
   CUDA_CHECK(cudaMemsetAsync(m.dx0, 0, NC * sizeof(bf16), s));
@@ -559,7 +549,7 @@ void GptCuda::backward(float loss_scale) {
     if (d) CUDA_CHECK(cudaMemsetAsync(d, 0, NC * sizeof(bf16), s));
 
   for (int l = m.L - 1; l >= 0; --l) {
-    const BlockParamOffsets& ly = m.layers[l];
+    const BlockParamOffsets& ly = m.offsets.blocks[l];
     Impl::LayerActs& a = m.acts[l];
     const int src = m.skip_source(l);
     const bf16* x_block = m.cfg.x0_shortcut ? a.x_mix : (src >= 0 ? a.x_skip : a.x_in);
@@ -611,8 +601,8 @@ void GptCuda::backward(float loss_scale) {
     }
     if (src >= 0) {
       const int i = l - m.L / 2;
-      gpu::mix_backward(nullptr, m.dskip[src], nullptr, m.g(m.skip_w) + i, m.dres, a.x_in, m.acts[src].x_in,
-                        MixCoef::constant(1.0f), MixCoef::learned(m.p32(m.skip_w) + i), NC, false, true,
+      gpu::mix_backward(nullptr, m.dskip[src], nullptr, m.g(m.offsets.skip_w) + i, m.dres, a.x_in, m.acts[src].x_in,
+                        MixCoef::constant(1.0f), MixCoef::learned(m.p32(m.offsets.skip_w) + i), NC, false, true,
                         m.mix_scratch, s);
     }
     // dres = dL/d(boundary l); add the skip gradients aimed at this boundary
@@ -622,10 +612,10 @@ void GptCuda::backward(float loss_scale) {
   m.add(m.dx0, m.dx0, m.dres, NC);
   const bf16* demb = m.dx0;
   if (m.cfg.embed_norm) {
-    m.norm_backward(m.dh, m.dx0, m.emb, m.embn_w, m.embn_b, m.embn_mean, m.embn_rstd, N, false);
+    m.norm_backward(m.dh, m.dx0, m.emb, m.offsets.embn_w, m.offsets.embn_b, m.embn_mean, m.embn_rstd, N, false);
     demb = m.dh;
   }
-  gpu::embedding_backward(m.g(m.tok_embed), m.g(m.pos_embed), demb, m.emb_ids, m.emb_offsets, m.emb_positions,
+  gpu::embedding_backward(m.g(m.offsets.tok_embed), m.g(m.offsets.pos_embed), demb, m.emb_ids, m.emb_offsets, m.emb_positions,
                           m.num_unique, B, Tn, m.C, s);
   CUDA_CHECK(cudaStreamSynchronize(s));
 }
