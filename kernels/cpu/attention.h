@@ -4,6 +4,8 @@
 // allowed by the mask:
 //   allowed(t, j) = j <= t
 //                   and (window == 0 or t - j < window)          sliding window
+//                       (with block b > 0: floor(t/b) - floor(j/b) < window/b,
+//                        whole b-token blocks; window a multiple of b)
 //                   and (doc == null or doc[t] == doc[j])         document mask
 //   s_tj = scale * q_t . k_j            P_t = softmax_j(s_tj)     y_t = sum_j P_tj v_j
 // Backward (P saved by the forward):
@@ -27,10 +29,11 @@ namespace muongpt::cpu {
 struct AttentionMask {
   int window = 0;                    // 0 = full causal
   const int32_t* doc_ids = nullptr;  // (B, T) document id per token, or null
+  int block = 0;                     // 0 = token window; else whole blocks of this many tokens
 
   bool allowed(int b, int Tn, int t, int j) const {
     if (j > t) return false;
-    if (window > 0 && t - j >= window) return false;
+    if (window > 0 && (block > 0 ? t / block - j / block >= window / block : t - j >= window)) return false;
     if (doc_ids && doc_ids[b * Tn + t] != doc_ids[b * Tn + j]) return false;
     return true;
   }

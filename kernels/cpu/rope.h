@@ -16,16 +16,27 @@
 namespace muongpt::cpu {
 
 // cos/sin tables of shape (T, D/2), computed in double then rounded to T.
+// Frequency of pair i (model.rope_frequencies):
+//   standard:        base^(-2i/D)
+//   half_truncated:  (1/base)^(i/(D/4 - 1)) for i < D/4, else 0 (no rotation;
+//                    the speedrun's record #17 on, base 1024)
+inline double rope_inv_freq(int i, int D, double base, bool half_truncated) {
+  if (!half_truncated) return 1.0 / std::pow(base, (2.0 * i) / D);
+  const int quarter = D / 4;
+  if (i >= quarter) return 0.0;
+  return std::pow(1.0 / base, static_cast<double>(i) / (quarter - 1));
+}
+
 template <class T>
-void rope_tables(std::vector<T>& cos_table, std::vector<T>& sin_table, int Tn, int D, double base) {
+void rope_tables(std::vector<T>& cos_table, std::vector<T>& sin_table, int Tn, int D, double base,
+                 bool half_truncated = false) {
   const int half = D / 2;
   cos_table.resize(static_cast<size_t>(Tn) * half);
   sin_table.resize(static_cast<size_t>(Tn) * half);
   for (int t = 0; t < Tn; ++t)
     for (int i = 0; i < half; ++i) {
       // inv_freq is computed in fp32 by the speedrun; we keep it in double
-      const double inv_freq = 1.0 / std::pow(base, (2.0 * i) / D);
-      const double angle = t * inv_freq;
+      const double angle = t * rope_inv_freq(i, D, base, half_truncated);
       cos_table[static_cast<size_t>(t) * half + i] = static_cast<T>(std::cos(angle));
       sin_table[static_cast<size_t>(t) * half + i] = static_cast<T>(std::sin(angle));
     }

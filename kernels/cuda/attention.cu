@@ -50,7 +50,10 @@ __host__ __device__ int lane_row_stride(int D) { return D | 1; }
 // The barrier before a block loads its next tile (it also keeps the previous
 // tile alive until every warp is done with it). With a document mask it
 // returns whether any thread's rows see the tile (block-uniform), so that a
-// tile no one sees is skipped; without one every tile in range is needed.
+// tile no one sees is skipped; without one every tile in range is needed (the
+// keys that queries [t0, t1] see under a token or block window form one run,
+// [first_visible_key(t0), t1], and likewise the queries that see keys
+// [j0, j1] form [j0, last_query_seeing(j1)]; the walks cover exactly those).
 __device__ __forceinline__ bool sync_tile_needed(unsigned visible, bool doc_mask) {
   if (doc_mask) return __syncthreads_or(visible != 0) != 0;
   __syncthreads();
@@ -79,8 +82,8 @@ __device__ __forceinline__ void backward_row_dots(float (&s)[kRowsPerWarp], floa
 // first. Shared: Q tile [kTile][D], K tile [kTile][D|1], V tile [kTile][D].
 __global__ void __launch_bounds__(kThreads)
     attention_forward_kernel(bf16* out, float* lse, unsigned* max_key, const bf16* q, const bf16* k, const bf16* v,
-                             int B, int T, int H, int D, float scale, int window, const int32_t* doc_ids,
-                             int tiles) {
+                             int B, int T, int H, int D, float scale, int window, int window_block,
+                             const int32_t* doc_ids, int tiles) {
   extern __shared__ float smem[];
   const auto [tile, bh, b, h, pos_stride, head, doc] =
       head_tile(B, T, H, D, doc_ids, tiles, /*last_tile_first=*/true);
@@ -89,7 +92,7 @@ __global__ void __launch_bounds__(kThreads)
   float* sQ = smem;                  // [kTile][D], read as broadcasts
   float* sK = sQ + kTile * D;        // [kTile][D|1], lane j reads row j
   float* sV = sK + kTile * kstride;  // [kTile][D], lane reads its columns
-  const Mask mask{window, doc};
+  const Mask mask{window, doc, window_block};
 
   const int q0 = tile * kTile;
   const int q_last = min(T, q0 + kTile) - 1;
@@ -105,7 +108,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int c = 0; c < kColsPerLane; ++c) acc[r][c] = 0.0f;  // running sum of exp(s - m) v
   }
 
-  for (int k0 = first_visible_key(q0, window) / kTile * kTile; k0 <= q_last; k0 += kTile) {
+  for (int k0 = first_visible_key(q0, window, window_block) / kTile * kTile; k0 <= q_last; k0 += kTile) {
     const int j = k0 + lane;
     unsigned visible = 0;  // bit r: query q0 + row0 + r may see key j
 #pragma unroll
@@ -208,7 +211,7 @@ __global__ void attention_delta_kernel(float* delta, const bf16* dout, const bf1
 __global__ void __launch_bounds__(kThreads)
     attention_backward_dkdv_kernel(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* delta,
                                    const bf16* q, const bf16* k, const bf16* v, int B, int T, int H, int D,
-                                   float scale, int window, const int32_t* doc_ids) {
+                                   float scale, int window, int window_block, const int32_t* doc_ids) {
   extern __shared__ float smem[];
   const auto [tile, bh, b, h, pos_stride, head, doc] =
       head_tile(B, T, H, D, doc_ids, 0, /*last_tile_first=*/false);
@@ -222,7 +225,7 @@ __global__ void __launch_bounds__(kThreads)
   float* sDelta = sLse + kTile;          // [kTile]
   const float* lse_bh = lse + static_cast<size_t>(bh) * T;
   const float* delta_bh = delta + static_cast<size_t>(bh) * T;
-  const Mask mask{window, doc};
+  const Mask mask{window, doc, window_block};
 
   const int k0 = tile * kTile;
   const int k_last = min(T, k0 + kTile) - 1;
@@ -237,7 +240,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int c = 0; c < kColsPerLane; ++c) dk_acc[r][c] = dv_acc[r][c] = 0.0f;
 
   // Causal: queries before k0 see none of these keys. k0 is a multiple of kTile.
-  const int q_last = last_query_seeing(k_last, T, window);
+  const int q_last = last_query_seeing(k_last, T, window, window_block);
   for (int q0 = k0; q0 <= q_last; q0 += kTile) {
     const int t = q0 + lane;
     unsigned visible = 0;  // bit r: query t may see key k0 + row0 + r
@@ -304,7 +307,7 @@ __global__ void __launch_bounds__(kThreads)
 __global__ void __launch_bounds__(kThreads)
     attention_backward_dq_kernel(bf16* dq, const bf16* dout, const float* lse, const float* delta, const bf16* q,
                                  const bf16* k, const bf16* v, int B, int T, int H, int D, float scale, int window,
-                                 const int32_t* doc_ids, int tiles) {
+                                 int window_block, const int32_t* doc_ids, int tiles) {
   extern __shared__ float smem[];
   const auto [tile, bh, b, h, pos_stride, head, doc] =
       head_tile(B, T, H, D, doc_ids, tiles, /*last_tile_first=*/true);
@@ -314,7 +317,7 @@ __global__ void __launch_bounds__(kThreads)
   float* sdO = sQ + kTile * D;       // [kTile][D]
   float* sK = sdO + kTile * D;       // [kTile][D|1]
   float* sV = sK + kTile * kstride;  // [kTile][D|1]
-  const Mask mask{window, doc};
+  const Mask mask{window, doc, window_block};
 
   const int q0 = tile * kTile;
   const int q_last = min(T, q0 + kTile) - 1;
@@ -332,7 +335,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int c = 0; c < kColsPerLane; ++c) acc[r][c] = 0.0f;
   }
 
-  for (int k0 = first_visible_key(q0, window) / kTile * kTile; k0 <= q_last; k0 += kTile) {
+  for (int k0 = first_visible_key(q0, window, window_block) / kTile * kTile; k0 <= q_last; k0 += kTile) {
     const int j = k0 + lane;
     unsigned visible = 0;  // bit r: query q0 + row0 + r may see key j
 #pragma unroll
@@ -386,12 +389,17 @@ size_t dkdv_smem_bytes(int D) { return sizeof(float) * kTile * (2 * D + 2 * lane
 
 // Checks the sizes; returns the number of blocks of the tile kernels (0 when
 // there is nothing to compute).
-unsigned check_and_count_blocks(const char* op, int B, int T, int H, int D, int window) {
+unsigned check_and_count_blocks(const char* op, int B, int T, int H, int D, int window, int window_block) {
   require_arg(B >= 0 && T >= 0 && H >= 0, op, "negative size");
   require_arg(D >= 2 && D <= kAttentionMaxHeadDim && D % 2 == 0, op,
               "head dim D must be even and in [2, " + std::to_string(kAttentionMaxHeadDim) + "], got " +
                   std::to_string(D));
   require_arg(window >= 0, op, "window must be >= 0 (0 = full causal), got " + std::to_string(window));
+  require_arg(window_block >= 0, op,
+              "window_block must be >= 0 (0 = token windows), got " + std::to_string(window_block));
+  require_arg(window_block == 0 || window % window_block == 0, op,
+              "window " + std::to_string(window) + " is not a multiple of window_block " +
+                  std::to_string(window_block));
   const size_t rows = static_cast<size_t>(B) * T * H;
   require_arg(rows * D < (size_t(1) << 40), op, "tensor too large");
   const size_t blocks = static_cast<size_t>(ceil_div(T, kTile)) * B * H;
@@ -435,22 +443,22 @@ AttentionKernel parse_attention_kernel(const std::string& name) {
 }
 
 void attention_forward(bf16* out, float* lse, float* max_logit, const bf16* q, const bf16* k, const bf16* v,
-                       int B, int T, int H, int D, float scale, int window, const int32_t* doc_ids,
-                       cudaStream_t stream, AttentionKernel kernel) {
+                       int B, int T, int H, int D, float scale, int window, int window_block,
+                       const int32_t* doc_ids, cudaStream_t stream, AttentionKernel kernel) {
   const char* op = "attention_forward";
-  const unsigned blocks = check_and_count_blocks(op, B, T, H, D, window);
+  const unsigned blocks = check_and_count_blocks(op, B, T, H, D, window, window_block);
   if (H == 0) return;
   if (max_logit) CUDA_CHECK(cudaMemsetAsync(max_logit, 0, sizeof(float) * H, stream));  // all keys 0: -inf
   if (blocks > 0) {
     require_arg(out && lse && q && k && v, op, "out, lse, q, k and v are required");
     unsigned* max_key = reinterpret_cast<unsigned*>(max_logit);
     if (use_tensor_cores(kernel, op, D, {out, q, k, v})) {
-      attention_forward_mma(out, lse, max_key, q, k, v, B, T, H, D, scale, window, doc_ids, stream);
+      attention_forward_mma(out, lse, max_key, q, k, v, B, T, H, D, scale, window, window_block, doc_ids, stream);
     } else {
       const size_t smem = forward_smem_bytes(D);
       allow_smem(attention_forward_kernel, smem);
       attention_forward_kernel<<<blocks, kThreads, smem, stream>>>(out, lse, max_key, q, k, v, B, T, H, D, scale,
-                                                                   window, doc_ids, ceil_div(T, kTile));
+                                                                   window, window_block, doc_ids, ceil_div(T, kTile));
       CUDA_CHECK_LAUNCH("attention_forward_kernel");
     }
   }
@@ -467,10 +475,10 @@ size_t attention_backward_scratch_floats(int B, int T, int H) {
 
 void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out, const float* lse,
                         const bf16* q, const bf16* k, const bf16* v, int B, int T, int H, int D, float scale,
-                        int window, const int32_t* doc_ids, float* scratch, cudaStream_t stream,
+                        int window, int window_block, const int32_t* doc_ids, float* scratch, cudaStream_t stream,
                         AttentionKernel kernel) {
   const char* op = "attention_backward";
-  const unsigned blocks = check_and_count_blocks(op, B, T, H, D, window);
+  const unsigned blocks = check_and_count_blocks(op, B, T, H, D, window, window_block);
   if (blocks == 0) return;
   require_arg(dq && dk && dv && dout && out && lse && q && k && v, op,
               "dq, dk, dv, dout, out, lse, q, k and v are required");
@@ -486,19 +494,21 @@ void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf
   CUDA_CHECK_LAUNCH("attention_delta_kernel");
 
   if (tensor_cores) {
-    attention_backward_mma(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, D, scale, window, doc_ids, stream);
+    attention_backward_mma(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, D, scale, window, window_block, doc_ids,
+                           stream);
     return;
   }
   const size_t dkdv_smem = dkdv_smem_bytes(D);
   allow_smem(attention_backward_dkdv_kernel, dkdv_smem);
   attention_backward_dkdv_kernel<<<blocks, kThreads, dkdv_smem, stream>>>(dk, dv, dout, lse, delta, q, k, v, B, T, H,
-                                                                          D, scale, window, doc_ids);
+                                                                          D, scale, window, window_block, doc_ids);
   CUDA_CHECK_LAUNCH("attention_backward_dkdv_kernel");
 
   const size_t dq_smem = dq_smem_bytes(D);
   allow_smem(attention_backward_dq_kernel, dq_smem);
   attention_backward_dq_kernel<<<blocks, kThreads, dq_smem, stream>>>(dq, dout, lse, delta, q, k, v, B, T, H, D,
-                                                                      scale, window, doc_ids, ceil_div(T, kTile));
+                                                                      scale, window, window_block, doc_ids,
+                                                                      ceil_div(T, kTile));
   CUDA_CHECK_LAUNCH("attention_backward_dq_kernel");
 }
 

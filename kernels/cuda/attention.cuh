@@ -7,6 +7,8 @@
 // query t and key j,
 //   allowed(t, j) = j <= t  and (window == 0 or t - j < window)
 //                           and (doc_ids == null or doc[b,t] == doc[b,j])
+//   (block windows, window_block = b > 0: floor(t/b) - floor(j/b) < window/b
+//    in place of t - j < window: whole blocks of b keys)
 //   s_tj = scale * q_t . k_j      lse_t = log sum_{allowed j} exp(s_tj)
 //   P_tj = exp(s_tj - lse_t)      out_t = sum_j P_tj v_j
 // Backward, with delta_t = dout_t . out_t (= sum_j P_tj dP_tj):
@@ -15,10 +17,10 @@
 //
 // Algorithm on CUDA cores (attention_mma.cu has the tensor-core one, which
 // keeps the same structure on 64-row tiles). Forward: one block per (b, h, tile of 32 queries); it walks the
-// key tiles of 32 that the mask can reach (causal and window bounds decide the
-// range, a tile no query of the block may see under the document mask is
-// skipped), keeping a running max m, sum l and unnormalised output per query
-// (online softmax); out = acc / l, lse = m + log l. The T x T matrix is never
+// key tiles of 32 that the mask can reach (causal and window bounds, token or
+// block windows, decide the range, a tile no query of the block may see under
+// the document mask is skipped), keeping a running max m, sum l and
+// unnormalised output per query (online softmax); out = acc / l, lse = m + log l. The T x T matrix is never
 // stored. Backward: delta by one warp per row, then dk/dv by one block per
 // key tile walking the query tiles that can see it, and dq by one block per
 // query tile walking its key tiles (like the forward); both recompute P from
@@ -59,20 +61,23 @@ AttentionKernel parse_attention_kernel(const std::string& name);
 // out, lse: written. max_logit: (H) or null; when given it is written (not
 // accumulated) with the max over b, t and allowed j of s_tj (-inf if none).
 // window: 0 = full causal, else query t sees keys j with t - j < window.
-// doc_ids: (B, T) or null. D: even, 2..128. Throws std::invalid_argument for
-// impossible sizes or missing pointers.
+// window_block: 0 = token windows as above; b > 0 = query t sees keys j with
+// floor(t/b) - floor(j/b) < window/b (window must then be a multiple of b;
+// unused when window is 0). doc_ids: (B, T) or null. D: even, 2..128.
+// Throws std::invalid_argument for impossible sizes or missing pointers.
 void attention_forward(bf16* out, float* lse, float* max_logit, const bf16* q, const bf16* k, const bf16* v,
-                       int B, int T, int H, int D, float scale, int window, const int32_t* doc_ids,
-                       cudaStream_t stream, AttentionKernel kernel = AttentionKernel::kAuto);
+                       int B, int T, int H, int D, float scale, int window, int window_block,
+                       const int32_t* doc_ids, cudaStream_t stream, AttentionKernel kernel = AttentionKernel::kAuto);
 
 // floats of scratch that attention_backward needs (delta, (B, H, T)).
 size_t attention_backward_scratch_floats(int B, int T, int H);
 
 // dq, dk, dv written (not accumulated), (B, T, H, D) bf16; they must not alias
-// the inputs. out and lse are the forward's outputs for the same inputs and mask.
+// the inputs. out and lse are the forward's outputs for the same inputs and mask
+// (window, window_block, doc_ids).
 void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out, const float* lse,
                         const bf16* q, const bf16* k, const bf16* v, int B, int T, int H, int D, float scale,
-                        int window, const int32_t* doc_ids, float* scratch, cudaStream_t stream,
+                        int window, int window_block, const int32_t* doc_ids, float* scratch, cudaStream_t stream,
                         AttentionKernel kernel = AttentionKernel::kAuto);
 
 }  // namespace muongpt::gpu

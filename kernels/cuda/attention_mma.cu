@@ -131,19 +131,20 @@ __device__ void load_ids(int* dst, const int32_t* doc, int pos0, int n, int T) {
 // The mask between a query tile starting at q0 and a key tile starting at k0,
 // in tile-local indices; document ids from shared memory.
 struct TileMask {
-  int q0, k0, T, window;
+  int q0, k0, T, window, block;  // block: window_block (0 = token windows)
   const int* q_doc;  // ids of the query tile, or null (no document mask)
   const int* k_doc;  // ids of the key tile
 
   __device__ bool allowed(int tq, int jk) const {
     const int t = q0 + tq, j = k0 + jk;
-    return t < T && j <= t && (window == 0 || t - j < window) && (q_doc == nullptr || q_doc[tq] == k_doc[jk]);
+    return t < T && j <= t && window_allows(t, j, window, block) && (q_doc == nullptr || q_doc[tq] == k_doc[jk]);
   }
 };
 
 // Whether any pair of a q_rows x k_rows tile pair is allowed; block-uniform
 // (a barrier). Used only under a document mask: without one every tile in the
-// causal/window range has an allowed pair.
+// causal/window range has an allowed pair (token or block windows: the keys
+// seen by a run of queries, and the queries seeing a run of keys, are runs).
 __device__ bool tile_pair_visible(const TileMask& mask, int q_rows, int k_rows) {
   bool any = false;
   for (int i = threadIdx.x; i < q_rows * k_rows && !any; i += kThreads) any = mask.allowed(i / k_rows, i % k_rows);
@@ -231,7 +232,7 @@ size_t forward_smem_bytes() {
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(bf16* out, float* lse, unsigned* max_key, const bf16* q, const bf16* k, const bf16* v, int B,
-                   int T, int H, float scale, int window, const int32_t* doc_ids, int tiles) {
+                   int T, int H, float scale, int window, int window_block, const int32_t* doc_ids, int tiles) {
   using Dm = Dims<D>;
   constexpr int kLd = Dm::kLd, kKeys = kBlockRows, kNt = kKeys / 8;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -262,15 +263,16 @@ __global__ void __launch_bounds__(kThreads)
   float m[2] = {-INFINITY, -INFINITY};  // running max of rows g, g + 8 (quad-uniform)
   float l[2] = {0.0f, 0.0f};            // this lane's part of the running sum of exp(s - m)
 
-  for (int k0 = first_visible_key(q0, window) / kKeys * kKeys; k0 <= q_last; k0 += kKeys) {
+  for (int k0 = first_visible_key(q0, window, window_block) / kKeys * kKeys; k0 <= q_last; k0 += kKeys) {
     __syncthreads();  // every warp is done with the previous K, V and ids
-    const TileMask mask{q0, k0, T, window, doc ? sDocQ : nullptr, sDocK};
+    const TileMask mask{q0, k0, T, window, window_block, doc ? sDocQ : nullptr, sDocK};
     if (!doc_tile_needed(doc, sDocK, k0, kKeys, T, mask, kBlockRows, kKeys)) continue;
     load_rows<D>(sK, k + head, pos_stride, k0, kKeys, T);
     load_rows<D>(sV, v + head, pos_stride, k0, kKeys, T);
     __syncthreads();
-    // Warp-uniform: every key of the tile is after, or out of the window of, all of the warp's rows.
-    if (wq0 >= T || k0 > wq0 + kWarpRows - 1 || (window > 0 && wq0 - (k0 + kKeys - 1) >= window)) continue;
+    // Warp-uniform: every key of the tile is after, or out of the window of, all of the warp's rows
+    // (the window test of the warp's first row against the tile's last key: the closest pair).
+    if (wq0 >= T || k0 > wq0 + kWarpRows - 1 || !window_allows(wq0, k0 + kKeys - 1, window, window_block)) continue;
 
     float s[kNt][4];
     zero(s);
@@ -283,9 +285,10 @@ __global__ void __launch_bounds__(kThreads)
         mma_m16n8k16(s[n], qf[kk], b0, b1);
       }
 
-    // Scale; mask unless every pair of the warp's rows and the tile is allowed.
+    // Scale; mask unless every pair of the warp's rows and the tile is allowed (causal: the tile's
+    // last key is at most the warp's first row; window: the farthest pair, last row and first key, is in).
     const bool all_allowed = doc == nullptr && k0 + kKeys - 1 <= wq0 && wq0 + kWarpRows <= T &&
-                             (window == 0 || wq0 + kWarpRows - 1 - k0 < window);
+                             window_allows(wq0 + kWarpRows - 1, k0, window, window_block);
 #pragma unroll
     for (int n = 0; n < kNt; ++n)
 #pragma unroll
@@ -365,7 +368,8 @@ size_t dkdv_smem_bytes() {
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     dkdv_kernel(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* delta, const bf16* q,
-                const bf16* k, const bf16* v, int B, int T, int H, float scale, int window, const int32_t* doc_ids) {
+                const bf16* k, const bf16* v, int B, int T, int H, float scale, int window, int window_block,
+                const int32_t* doc_ids) {
   using Dm = Dims<D>;
   constexpr int kLd = Dm::kLd, kQ = Dm::kOther, kNt = kQ / 8;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -397,10 +401,10 @@ __global__ void __launch_bounds__(kThreads)
   zero(dv_acc);
 
   // Causal: queries before k0 see none of these keys (k0 is a multiple of kQ).
-  const int q_end = last_query_seeing(k_last, T, window);
+  const int q_end = last_query_seeing(k_last, T, window, window_block);
   for (int q0 = k0; q0 <= q_end; q0 += kQ) {
     __syncthreads();  // every warp is done with the previous Q, dO, lse, delta and ids
-    const TileMask mask{q0, k0, T, window, doc ? sDocQ : nullptr, sDocK};
+    const TileMask mask{q0, k0, T, window, window_block, doc ? sDocQ : nullptr, sDocK};
     if (!doc_tile_needed(doc, sDocQ, q0, kQ, T, mask, kQ, kBlockRows)) continue;
     load_rows<D>(sQ, q + head, pos_stride, q0, kQ, T);
     load_rows<D>(sdO, dout + head, pos_stride, q0, kQ, T);
@@ -410,8 +414,9 @@ __global__ void __launch_bounds__(kThreads)
       sDelta[i] = t < T ? delta_bh[t] : 0.0f;
     }
     __syncthreads();
-    // Warp-uniform: no query of the tile sees any of the warp's keys.
-    if (wk0 >= T || wk0 > q0 + kQ - 1 || (window > 0 && q0 - (wk0 + kWarpRows - 1) >= window)) continue;
+    // Warp-uniform: no query of the tile sees any of the warp's keys (causal, or the closest pair, the
+    // tile's first query and the warp's last key, is out of the window).
+    if (wk0 >= T || wk0 > q0 + kQ - 1 || !window_allows(q0, wk0 + kWarpRows - 1, window, window_block)) continue;
 
     float st[kNt][4], dpt[kNt][4];  // S^T = K Q^T and dP^T = V dO^T: rows = the warp's keys
     score_pair<D>(st, dpt, sK, sV, sQ, sdO, wr0, lane);
@@ -459,7 +464,8 @@ size_t dq_smem_bytes() {
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     dq_kernel(bf16* dq, const bf16* dout, const float* lse, const float* delta, const bf16* q, const bf16* k,
-              const bf16* v, int B, int T, int H, float scale, int window, const int32_t* doc_ids, int tiles) {
+              const bf16* v, int B, int T, int H, float scale, int window, int window_block, const int32_t* doc_ids,
+              int tiles) {
   using Dm = Dims<D>;
   constexpr int kLd = Dm::kLd, kKeys = Dm::kOther, kNt = kKeys / 8;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -492,14 +498,14 @@ __global__ void __launch_bounds__(kThreads)
   float dq_acc[Dm::kDt][4];
   zero(dq_acc);
 
-  for (int k0 = first_visible_key(q0, window) / kKeys * kKeys; k0 <= q_last; k0 += kKeys) {
+  for (int k0 = first_visible_key(q0, window, window_block) / kKeys * kKeys; k0 <= q_last; k0 += kKeys) {
     __syncthreads();  // every warp is done with the previous K, V and ids (and the first Q, dO are stored)
-    const TileMask mask{q0, k0, T, window, doc ? sDocQ : nullptr, sDocK};
+    const TileMask mask{q0, k0, T, window, window_block, doc ? sDocQ : nullptr, sDocK};
     if (!doc_tile_needed(doc, sDocK, k0, kKeys, T, mask, kBlockRows, kKeys)) continue;
     load_rows<D>(sK, k + head, pos_stride, k0, kKeys, T);
     load_rows<D>(sV, v + head, pos_stride, k0, kKeys, T);
     __syncthreads();
-    if (wq0 >= T || k0 > wq0 + kWarpRows - 1 || (window > 0 && wq0 - (k0 + kKeys - 1) >= window)) continue;
+    if (wq0 >= T || k0 > wq0 + kWarpRows - 1 || !window_allows(wq0, k0 + kKeys - 1, window, window_block)) continue;
 
     float s[kNt][4], dp[kNt][4];  // S = Q K^T and dP = dO V^T: rows = the warp's queries
     score_pair<D>(s, dp, sQ, sdO, sK, sV, wr0, lane);
@@ -541,48 +547,54 @@ unsigned block_count(int B, int T, int H) {
 
 template <int D>
 void forward_launch(bf16* out, float* lse, unsigned* max_key, const bf16* q, const bf16* k, const bf16* v, int B,
-                    int T, int H, float scale, int window, const int32_t* doc_ids, cudaStream_t stream) {
+                    int T, int H, float scale, int window, int window_block, const int32_t* doc_ids,
+                    cudaStream_t stream) {
   const size_t smem = forward_smem_bytes<D>();
   set_smem(forward_kernel<D>, smem);
   forward_kernel<D><<<block_count(B, T, H), kThreads, smem, stream>>>(out, lse, max_key, q, k, v, B, T, H, scale,
-                                                                      window, doc_ids, ceil_div(T, kBlockRows));
+                                                                      window, window_block, doc_ids,
+                                                                      ceil_div(T, kBlockRows));
   CUDA_CHECK_LAUNCH("attention forward_kernel (tensor cores)");
 }
 
 template <int D>
 void backward_launch(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* delta,
                      const bf16* q, const bf16* k, const bf16* v, int B, int T, int H, float scale, int window,
-                     const int32_t* doc_ids, cudaStream_t stream) {
+                     int window_block, const int32_t* doc_ids, cudaStream_t stream) {
   const unsigned blocks = block_count(B, T, H);
   const size_t dkdv_smem = dkdv_smem_bytes<D>();
   set_smem(dkdv_kernel<D>, dkdv_smem);
   dkdv_kernel<D><<<blocks, kThreads, dkdv_smem, stream>>>(dk, dv, dout, lse, delta, q, k, v, B, T, H, scale, window,
-                                                          doc_ids);
+                                                          window_block, doc_ids);
   CUDA_CHECK_LAUNCH("attention dkdv_kernel (tensor cores)");
   const size_t dq_smem = dq_smem_bytes<D>();
   set_smem(dq_kernel<D>, dq_smem);
-  dq_kernel<D><<<blocks, kThreads, dq_smem, stream>>>(dq, dout, lse, delta, q, k, v, B, T, H, scale, window, doc_ids,
-                                                      ceil_div(T, kBlockRows));
+  dq_kernel<D><<<blocks, kThreads, dq_smem, stream>>>(dq, dout, lse, delta, q, k, v, B, T, H, scale, window,
+                                                      window_block, doc_ids, ceil_div(T, kBlockRows));
   CUDA_CHECK_LAUNCH("attention dq_kernel (tensor cores)");
 }
 
 }  // namespace
 
 void attention_forward_mma(bf16* out, float* lse, unsigned* max_key, const bf16* q, const bf16* k, const bf16* v,
-                           int B, int T, int H, int D, float scale, int window, const int32_t* doc_ids,
-                           cudaStream_t stream) {
-  if (D == 64) return forward_launch<64>(out, lse, max_key, q, k, v, B, T, H, scale, window, doc_ids, stream);
-  if (D == 128) return forward_launch<128>(out, lse, max_key, q, k, v, B, T, H, scale, window, doc_ids, stream);
+                           int B, int T, int H, int D, float scale, int window, int window_block,
+                           const int32_t* doc_ids, cudaStream_t stream) {
+  if (D == 64)
+    return forward_launch<64>(out, lse, max_key, q, k, v, B, T, H, scale, window, window_block, doc_ids, stream);
+  if (D == 128)
+    return forward_launch<128>(out, lse, max_key, q, k, v, B, T, H, scale, window, window_block, doc_ids, stream);
   require_arg(false, "attention_forward (tensor cores)", "head dim must be 64 or 128, got " + std::to_string(D));
 }
 
 void attention_backward_mma(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* delta,
                             const bf16* q, const bf16* k, const bf16* v, int B, int T, int H, int D, float scale,
-                            int window, const int32_t* doc_ids, cudaStream_t stream) {
+                            int window, int window_block, const int32_t* doc_ids, cudaStream_t stream) {
   if (D == 64)
-    return backward_launch<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, scale, window, doc_ids, stream);
+    return backward_launch<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, scale, window, window_block, doc_ids,
+                               stream);
   if (D == 128)
-    return backward_launch<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, scale, window, doc_ids, stream);
+    return backward_launch<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, scale, window, window_block, doc_ids,
+                                stream);
   require_arg(false, "attention_backward (tensor cores)", "head dim must be 64 or 128, got " + std::to_string(D));
 }
 

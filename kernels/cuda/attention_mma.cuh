@@ -26,12 +26,12 @@ inline bool mma_pointers_aligned(std::initializer_list<const void*> pointers) {
 // out, lse written; max_key (H): atomicMax of ordered_key(max logit) when not
 // null (zeroed by the caller). B, T, H >= 1.
 void attention_forward_mma(bf16* out, float* lse, unsigned* max_key, const bf16* q, const bf16* k, const bf16* v,
-                           int B, int T, int H, int D, float scale, int window, const int32_t* doc_ids,
-                           cudaStream_t stream);
+                           int B, int T, int H, int D, float scale, int window, int window_block,
+                           const int32_t* doc_ids, cudaStream_t stream);
 
 // dq, dk, dv written; delta (B, H, T) = dout . out, computed by the caller.
 void attention_backward_mma(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* delta,
                             const bf16* q, const bf16* k, const bf16* v, int B, int T, int H, int D, float scale,
-                            int window, const int32_t* doc_ids, cudaStream_t stream);
+                            int window, int window_block, const int32_t* doc_ids, cudaStream_t stream);
 
 }  // namespace muongpt::gpu::attention_detail

@@ -205,6 +205,7 @@ __global__ void qk_clip_kernel(float* w, bf16* w_bf16, float* running, const QkC
   if (threadIdx.x == 0) running[idx] = -INFINITY;
   if (!(m > tau)) return;  // also skips NaN and -inf (nothing observed)
   const QkClipLayer L = layers[idx / n_head];
+  if (L.wq < 0) return;  // an attention-free block
   const int h = idx % n_head;
   const double g = tau / m;
   const float fq = static_cast<float>(pow(g, alpha)), fk = static_cast<float>(pow(g, 1.0 - alpha));

@@ -89,7 +89,7 @@ void attention_logits_max(float* running, const float* observed, size_t n, cudaS
 // W_q and W_k (and their biases; -1 where there is none); every head's rows
 // are head_dim x cols.
 struct QkClipLayer {
-  long long wq, wk, bq, bk;
+  long long wq, wk, bq, bk;  // offsets in w; wq < 0: the layer has no attention (skipped)
 };
 
 // For every (layer l, head h) with running[l*n_head + h] > tau: g = tau / max,

@@ -96,6 +96,32 @@ CONFIGS = {
         ]},
         "train": {"steps": 10},
     },
+    "value_embeds": {  # records #15-#18: value embeddings, attention-free block, block windows, documents
+        "model": {
+            "vocab_size": 61, "padded_vocab_size": 64, "n_layer": 5, "n_head": 2, "d_model": 16,
+            "mlp_hidden": 24, "max_seq_len": 16, "pos_embedding": "rope", "rope_base": 1024.0,
+            "rope_frequencies": "half_truncated", "norm": "rmsnorm", "norm_weight": False, "norm_eps": 1e-6,
+            "embed_norm": True, "qkv": "separate", "bias": False, "qk_norm": True,
+            "qk_norm_position": "before_rope", "attn_scale": 0.3, "activation": "relu2",
+            "tie_embeddings": False, "logit_softcap": 4.0, "mask_padded_logits": False,
+            "attn_residual_scale": 1.0, "value_residual": False, "value_embeds": 2,
+            "value_embed_layers": [0, 1, -1, 1, 0], "value_mix": "weighted", "attention_free_layers": [2],
+            "x0_shortcut": True, "unet_skips": True, "attn_window": [0, 8, 4, 4, 8], "window_block": 4,
+            "document_mask": True,
+        },
+        "batch": {"global_tokens": 24, "micro_batch": 2, "seq_len": 12},
+        "schedule": {"kind": "wsd", "warmup_steps": 0, "cooldown_frac": 0.4, "final_lr_frac": 0.0},
+        "optim": {"groups": [
+            {"name": "hidden", "type": "muon", "params": ["blocks.*.attn.*.weight", "blocks.*.mlp.*.weight"],
+             "lr": 0.03, "weight_decay": 0.0, "momentum": 0.95, "momentum_warmup_start": 0.85,
+             "momentum_warmup_steps": 4, "nesterov": True, "momentum_form": "ema", "update_scale": "original",
+             "ns": {"coefficients": "quintic", "steps": 5, "norm_scale": 1.0, "norm_eps": 1e-7}},
+            adam_group("embed", ["tok_embed", "value_embeds.*"], 0.3),
+            adam_group("head", ["lm_head"], 0.01),
+            adam_group("rest", ["*"], 0.04),
+        ]},
+        "train": {"steps": 10},
+    },
 }
 
 POLAR_EXPRESS = [
@@ -123,28 +149,34 @@ def param_shapes(m):
         if layernorm:
             out.append((prefix + ".bias", (C,)))
 
-    out.append(("tok_embed", (Vp, C)))
-    if m["pos_embedding"] == "learned":
-        out.append(("pos_embed", (m["max_seq_len"], C)))
-    if m["embed_norm"]:
-        norm("embed_norm")
-    for l in range(L):
-        b = f"blocks.{l}."
+    def attention_shapes(b, l):
         norm(b + "norm1")
         if m["qkv"] == "fused":
             out.append((b + "attn.qkv.weight", (3 * C, C)))
         else:
-            out += [(b + f"attn.{n}.weight", (C, C)) for n in "qkv"]
+            out.extend((b + f"attn.{n}.weight", (C, C)) for n in "qkv")
         if m["bias"]:
             if m["qkv"] == "fused":
                 out.append((b + "attn.qkv.bias", (3 * C,)))
             else:
-                out += [(b + f"attn.{n}.bias", (C,)) for n in "qkv"]
+                out.extend((b + f"attn.{n}.bias", (C,)) for n in "qkv")
         out.append((b + "attn.proj.weight", (C, C)))
         if m["bias"]:
             out.append((b + "attn.proj.bias", (C,)))
-        if m["value_residual"]:
-            out.append((b + "attn.value_lambda", (1,)))
+        if has_value_lambda(m, l):
+            out.append((b + "attn.value_lambda", (2,) if m.get("value_mix", "lerp") == "weighted" else (1,)))
+
+    out.append(("tok_embed", (Vp, C)))
+    if m["pos_embedding"] == "learned":
+        out.append(("pos_embed", (m["max_seq_len"], C)))
+    for t in range(m.get("value_embeds", 0)):
+        out.append((f"value_embeds.{t}", (Vp, C)))
+    if m["embed_norm"]:
+        norm("embed_norm")
+    for l in range(L):
+        b = f"blocks.{l}."
+        if has_attention(m, l):
+            attention_shapes(b, l)
         if m["x0_shortcut"]:
             out.append((b + "x0_lambdas", (2,)))
         norm(b + "norm2")
@@ -162,6 +194,26 @@ def param_shapes(m):
     return out
 
 
+def has_attention(m, l):
+    return l not in m.get("attention_free_layers", [])
+
+
+def value_table(m, l):
+    """Value-embedding table of layer l, or None."""
+    if m.get("value_embeds", 0) == 0:
+        return None
+    layers = m.get("value_embed_layers") or list(range(m["n_layer"]))
+    return None if layers[l] < 0 else layers[l]
+
+
+def has_value_lambda(m, l):
+    if not has_attention(m, l):
+        return False
+    if m.get("value_mix", "lerp") == "weighted":
+        return m["value_residual"] or m.get("value_embeds", 0) > 0
+    return m["value_residual"] or value_table(m, l) is not None
+
+
 def qkv_weight(P, b, m):
     if m["qkv"] == "fused":
         return P[b + "attn.qkv.weight"], P.get(b + "attn.qkv.bias")
@@ -170,17 +222,37 @@ def qkv_weight(P, b, m):
     return w, bias
 
 
-def rope(x, base):
+def rope(x, base, frequencies="standard"):
     """Half-split rotary embedding with the speedrun's sign convention; x is (B, T, H, D)."""
     T, D = x.shape[1], x.shape[3]
-    inv_freq = 1.0 / (base ** (torch.arange(0, D, 2, dtype=torch.float64) / D))
+    if frequencies == "half_truncated":  # the speedrun's record #17 on
+        inv_freq = (1.0 / base) ** torch.linspace(0, 1, steps=D // 4, dtype=torch.float64)
+        inv_freq = torch.cat([inv_freq, inv_freq.new_zeros(D // 4)])
+    else:
+        inv_freq = 1.0 / (base ** (torch.arange(0, D, 2, dtype=torch.float64) / D))
     freqs = torch.outer(torch.arange(T, dtype=torch.float64), inv_freq)
     cos, sin = freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
     x1, x2 = x[..., : D // 2], x[..., D // 2:]
     return torch.cat([x1 * cos + x2 * sin, -x1 * sin + x2 * cos], dim=-1)
 
 
-def forward(P, m, tokens):
+def attention_mask(m, l, T, doc_ids):
+    """Boolean (B or 1, 1, T, T) mask of keys each query may see in layer l."""
+    t = torch.arange(T)[:, None]
+    j = torch.arange(T)[None, :]
+    allowed = j <= t
+    windows = m.get("attn_window", [])
+    w = 0 if not windows else (windows[0] if len(windows) == 1 else windows[l])
+    block = m.get("window_block", 0)
+    if w > 0:
+        allowed = allowed & ((t // block - j // block < w // block) if block > 0 else (t - j < w))
+    allowed = allowed[None, None]
+    if m.get("document_mask", False):
+        allowed = allowed & (doc_ids[:, None, :, None] == doc_ids[:, None, None, :])
+    return allowed
+
+
+def forward(P, m, tokens, doc_ids=None):
     """Logits (B, T, Vp) before the softcap, and the capped logits used by the loss."""
     B, T = tokens.shape
     C, H, L = m["d_model"], m["n_head"], m["n_layer"]
@@ -205,7 +277,41 @@ def forward(P, m, tokens):
     scale = m["attn_scale"] if m["attn_scale"] is not None else 1.0 / math.sqrt(D)
     enc = L // 2
     skips = []  # stream states at block boundaries 1..enc
-    v_first = None
+    v_first = []  # layer 0's V before mixing, for the value residual
+    value_embeds = [P[f"value_embeds.{t}"][tokens] for t in range(m.get("value_embeds", 0))]
+
+    def attend(h, l, b):
+        w, bias = qkv_weight(P, b, m)
+        q, k, v = F.linear(h, w, bias).split(C, dim=-1)
+        if not v_first:
+            v_first.append(v)
+        source = v_first[0] if m["value_residual"] else (
+            None if value_table(m, l) is None else value_embeds[value_table(m, l)])
+        if has_value_lambda(m, l):
+            lam = P[b + "attn.value_lambda"]
+            if m.get("value_mix", "lerp") == "weighted":  # l0 v + l1 s (records #15 on)
+                v = lam[0] * v + (lam[1] * source if source is not None else 0)
+            else:  # (1 - l) v + l s
+                v = (1 - lam[0]) * v + lam[0] * source
+        q, k, v = (t.view(B, T, H, D) for t in (q, k, v))
+        for name in ("q", "k"):
+            t = q if name == "q" else k
+            if m["qk_norm"] and (m["qk_norm_position"] == "before_rope" or m["pos_embedding"] != "rope"):
+                t = head_norm(t)
+            if m["pos_embedding"] == "rope":
+                t = rope(t, m["rope_base"], m.get("rope_frequencies", "standard"))
+            if m["qk_norm"] and m["qk_norm_position"] == "after_rope" and m["pos_embedding"] == "rope":
+                t = head_norm(t)
+            if name == "q":
+                q = t
+            else:
+                k = t
+        masked = m.get("document_mask", False) or any(m.get("attn_window", []))
+        mask = attention_mask(m, l, T, doc_ids) if masked else None
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                           attn_mask=mask, is_causal=not masked, scale=scale)
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return m["attn_residual_scale"] * F.linear(y, P[b + "attn.proj.weight"], P.get(b + "attn.proj.bias"))
     for l in range(L):
         b = f"blocks.{l}."
         if m["unet_skips"] and enc <= l < enc + enc:
@@ -214,32 +320,8 @@ def forward(P, m, tokens):
         if m["x0_shortcut"]:
             lam = P[b + "x0_lambdas"]
             x = lam[0] * x + lam[1] * x0
-        h = norm(x, b + "norm1")
-        w, bias = qkv_weight(P, b, m)
-        qkv = F.linear(h, w, bias)
-        q, k, v = qkv.split(C, dim=-1)
-        if m["value_residual"]:
-            if v_first is None:
-                v_first = v
-            lam = P[b + "attn.value_lambda"][0]
-            v = (1 - lam) * v + lam * v_first
-        q, k, v = (t.view(B, T, H, D) for t in (q, k, v))
-        for name in ("q", "k"):
-            t = q if name == "q" else k
-            if m["qk_norm"] and (m["qk_norm_position"] == "before_rope" or m["pos_embedding"] != "rope"):
-                t = head_norm(t)
-            if m["pos_embedding"] == "rope":
-                t = rope(t, m["rope_base"])
-            if m["qk_norm"] and m["qk_norm_position"] == "after_rope" and m["pos_embedding"] == "rope":
-                t = head_norm(t)
-            if name == "q":
-                q = t
-            else:
-                k = t
-        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                           is_causal=True, scale=scale)
-        y = y.transpose(1, 2).reshape(B, T, C)
-        x = x + m["attn_residual_scale"] * F.linear(y, P[b + "attn.proj.weight"], P.get(b + "attn.proj.bias"))
+        if has_attention(m, l):
+            x = x + attend(norm(x, b + "norm1"), l, b)
         h = F.linear(norm(x, b + "norm2"), P[b + "mlp.fc.weight"], P.get(b + "mlp.fc.bias"))
         h = F.gelu(h, approximate="tanh") if m["activation"] == "gelu" else F.relu(h).square()
         x = x + F.linear(h, P[b + "mlp.proj.weight"], P.get(b + "mlp.proj.bias"))
@@ -253,8 +335,8 @@ def forward(P, m, tokens):
     return logits, capped
 
 
-def loss_fn(P, m, tokens, targets):
-    logits, capped = forward(P, m, tokens)
+def loss_fn(P, m, tokens, targets, doc_ids=None):
+    logits, capped = forward(P, m, tokens, doc_ids)
     V = m["vocab_size"] if m["mask_padded_logits"] else m["padded_vocab_size"]
     loss = F.cross_entropy(capped[..., :V].reshape(-1, V), targets.reshape(-1))
     return logits, loss
@@ -449,9 +531,14 @@ def build(cfg, seed):
 
 
 def random_batch(cfg, gen):
+    """Tokens, targets and, with model.document_mask, document ids (a new document starts with
+    probability 0.3 at each position)."""
     B, T, V = cfg["batch"]["micro_batch"], cfg["batch"]["seq_len"], cfg["model"]["vocab_size"]
     seq = torch.randint(0, V, (B, T + 1), generator=gen)
-    return seq[:, :-1].contiguous(), seq[:, 1:].contiguous()
+    docs = None
+    if cfg["model"].get("document_mask", False):
+        docs = (torch.rand(B, T, generator=gen) < 0.3).cumsum(dim=1)
+    return seq[:, :-1].contiguous(), seq[:, 1:].contiguous(), docs
 
 
 def flat(t):
@@ -462,10 +549,10 @@ def make_fixture(name, cfg):
     m = cfg["model"]
     params = build(cfg, seed=1234)
     gen = torch.Generator().manual_seed(99)
-    tokens, targets = random_batch(cfg, gen)
+    tokens, targets, docs = random_batch(cfg, gen)
     initial = {n: flat(p) for n, p in params.items()}
 
-    logits, loss = loss_fn(params, m, tokens, targets)
+    logits, loss = loss_fn(params, m, tokens, targets, docs)
     loss.backward()
     grads = {n: flat(p.grad) for n, p in params.items()}
 
@@ -493,11 +580,13 @@ def make_fixture(name, cfg):
     steps = cfg["train"]["steps"]
     batches, losses = [], []
     for step in range(steps):
-        tok, tgt = random_batch(cfg, gen)
+        tok, tgt, step_docs = random_batch(cfg, gen)
         batches.append({"tokens": tok.reshape(-1).tolist(), "targets": tgt.reshape(-1).tolist()})
+        if step_docs is not None:
+            batches[-1]["doc_ids"] = step_docs.reshape(-1).tolist()
         for p in params.values():
             p.grad = None
-        _, step_loss = loss_fn(params, m, tok, tgt)
+        _, step_loss = loss_fn(params, m, tok, tgt, step_docs)
         step_loss.backward()
         losses.append(float(step_loss.detach()))
         factor = lr_factor(cfg["schedule"], step, steps)
@@ -510,7 +599,7 @@ def make_fixture(name, cfg):
                     pg["lr"] = lr
                 opt.step()
 
-    return {
+    fixture = {
         "about": f"generated by scripts/reference/reference.py with torch {torch.__version__} (float64)",
         "config": cfg,
         "params": initial,
@@ -521,6 +610,9 @@ def make_fixture(name, cfg):
         "grads": grads,
         "train": {"batches": batches, "losses": losses, "final_params": {n: flat(p) for n, p in params.items()}},
     }
+    if docs is not None:
+        fixture["doc_ids"] = docs.reshape(-1).tolist()
+    return fixture
 
 
 # ---------------------------------------------------------------------------

@@ -49,6 +49,7 @@ struct ModelConfig {
   int max_seq_len = 1024;
   std::string pos_embedding = "rope";
   double rope_base = 10000.0;
+  std::string rope_frequencies = "standard";
   std::string norm = "rmsnorm";
   bool norm_weight = false;
   double norm_eps = 1e-6;
@@ -64,9 +65,14 @@ struct ModelConfig {
   bool mask_padded_logits = false;
   double attn_residual_scale = 1.0;
   bool value_residual = false;
+  int value_embeds = 0;                 // value-embedding tables (Vp, C)
+  std::vector<int> value_embed_layers;  // table of each layer, -1 = none
+  std::string value_mix = "lerp";
   bool x0_shortcut = false;
   bool unet_skips = false;
+  std::vector<int> attention_free_layers;  // blocks with only the MLP
   std::vector<int> attn_window;  // per layer; empty = full causal everywhere
+  int window_block = 0;          // 0 = token-exact windows
   bool document_mask = false;
   std::string attention_kernel = "auto";  // CUDA backend only
   InitConfig init;
@@ -79,6 +85,15 @@ struct ModelConfig {
     return attn_window.size() == 1 ? attn_window[0] : attn_window[static_cast<size_t>(layer)];
   }
   double softmax_scale() const;
+  // False for the blocks listed in attention_free_layers (no attention
+  // sublayer, no attention parameters).
+  bool has_attention(int layer) const;
+  // Value-embedding table that layer mixes into its V, or -1.
+  int value_embed_table(int layer) const;
+  // Whether layer mixes a second source into V (value residual or a value
+  // embedding), and whether it owns value-mix lambdas (attn.value_lambda).
+  bool value_source(int layer) const;
+  bool has_value_lambda(int layer) const;
 
   template <class V>
   void visit(V& v) {
@@ -91,6 +106,10 @@ struct ModelConfig {
     v("max_seq_len", max_seq_len, "longest sequence the model accepts (rows of a learned position table)");
     v("pos_embedding", pos_embedding, "position information", {"rope", "learned", "none"});
     v("rope_base", rope_base, "RoPE base frequency");
+    v("rope_frequencies", rope_frequencies,
+      "RoPE frequencies: standard = base^(-2i/D) for the D/2 pairs; half_truncated = (1/base)^(k/(D/4-1)) for "
+      "the first D/4 pairs and 0 (no rotation) for the rest (record #17 on, with rope_base 1024)",
+      {"standard", "half_truncated"});
     v("norm", norm, "normalisation layer", {"rmsnorm", "layernorm"});
     v("norm_weight", norm_weight, "RMSNorm with a learned gain (LayerNorm always has weight and bias)");
     v("norm_eps", norm_eps, "epsilon inside the norm's square root");
@@ -106,11 +125,27 @@ struct ModelConfig {
     v("mask_padded_logits", mask_padded_logits,
       "exclude padded vocabulary columns from the softmax (llm.c); false = softmax over all (speedrun)");
     v("attn_residual_scale", attn_residual_scale, "multiplier on the attention branch before the residual add");
-    v("value_residual", value_residual, "mix the first block's V into later blocks: v=(1-l)v+l*v1, learned l");
+    v("value_residual", value_residual, "mix the first block's V into every block's V (see value_mix)");
+    v("value_embeds", value_embeds,
+      "number of value-embedding tables (padded_vocab_size x d_model, params value_embeds.K); a layer mixes "
+      "its table's row for each token into V (see value_mix; record #14 on)");
+    v("value_embed_layers", value_embed_layers,
+      "table each layer mixes into V, -1 = none, one entry per layer; [] means layer l uses table l (needs "
+      "value_embeds = n_layer). Record #15: [0,1,2,3,4,5,5,4,3,2,1,0]; #17: [0,1,2,-1,-1,-1,-1,-1,-1,0,1,2]");
+    v("value_mix", value_mix,
+      "how V and its source s (value residual or embedding) mix: lerp = (1-l)*v + l*s with one learned l "
+      "(init 0.5; records #9-#14), weighted = l0*v + l1*s with two (init 0.5, 0.5; #15 on; a layer without a "
+      "source keeps l0*v)",
+      {"lerp", "weighted"});
     v("x0_shortcut", x0_shortcut, "each block starts with x = l0*x + l1*x0 (x0 = first-block input)");
     v("unet_skips", unet_skips, "U-net: decoder block i adds w_i * (output of encoder block L/2-1-i)");
+    v("attention_free_layers", attention_free_layers,
+      "blocks without an attention sublayer (only the MLP; record #17 drops layer 7's)");
     v("attn_window", attn_window,
       "sliding attention window in tokens: [] = full causal, [w] = every layer, or one entry per layer (0 = full)");
+    v("window_block", window_block,
+      "0 = a query sees the previous w tokens; b > 0 = windows count whole b-token blocks: query t sees key j "
+      "when floor(t/b) - floor(j/b) < w/b (record #16 on: 128); windows must be multiples of b");
     v("document_mask", document_mask,
       "tokens attend only within their own document (each document starts at its end-of-text token, id 50256)");
     v("attention_kernel", attention_kernel,
@@ -167,11 +202,15 @@ struct WindowWarmupConfig {
   int start = 0;
   int multiple = 64;
   int steps = 0;
+  std::string rounding = "down";
 
   template <class V>
   void visit(V& v) {
     v("start", start, "window of every windowed layer at step 0 in tokens; 0 = no warmup (windows fixed)");
-    v("multiple", multiple, "windows are rounded down to a multiple of this many tokens");
+    v("multiple", multiple, "windows are rounded to a multiple of this many tokens");
+    v("rounding", rounding,
+      "down = multiple*floor(w/multiple) (record #13), nearest = multiple*floor(w/multiple + 1/2) (#16 on)",
+      {"down", "nearest"});
     v("steps", steps, "steps over which the windows grow from start to model.attn_window; 0 = train.steps");
   }
 };
@@ -190,8 +229,8 @@ struct ScheduleConfig {
     v("cooldown_frac", cooldown_frac, "wsd: fraction of steps spent in the final linear cooldown");
     v("final_lr_frac", final_lr_frac, "lr factor reached at the last step (wsd, cosine, linear)");
     v("window_warmup", window_warmup,
-      "attention windows growing over training (record #13): w = multiple*floor((start + min(step/steps,1)*(W - "
-      "start))/multiple) for each layer's model.attn_window W > 0");
+      "attention windows growing over training (record #13 on): w = start + min(step/steps,1)*(W - start), "
+      "rounded to a multiple (see rounding), for each layer's model.attn_window W > 0");
   }
 };
 

@@ -262,11 +262,35 @@ double ModelConfig::softmax_scale() const {
   return attn_scale ? *attn_scale : 1.0 / std::sqrt(static_cast<double>(head_dim()));
 }
 
+bool ModelConfig::has_attention(int layer) const {
+  return std::find(attention_free_layers.begin(), attention_free_layers.end(), layer) == attention_free_layers.end();
+}
+
+int ModelConfig::value_embed_table(int layer) const {
+  if (value_embeds <= 0) return -1;
+  if (value_embed_layers.empty()) return layer < value_embeds ? layer : -1;
+  return value_embed_layers.at(static_cast<size_t>(layer));
+}
+
+bool ModelConfig::value_source(int layer) const {
+  return has_attention(layer) && (value_residual || value_embed_table(layer) >= 0);
+}
+
+bool ModelConfig::has_value_lambda(int layer) const {
+  if (!has_attention(layer)) return false;
+  if (value_mix == "weighted") return value_residual || value_embeds > 0;
+  return value_source(layer);
+}
+
 void check_attention_windows(const ModelConfig& model, const std::vector<int>& windows) {
   if (!windows.empty() && windows.size() != 1 && windows.size() != static_cast<size_t>(model.n_layer))
     fail("has ", windows.size(), " entries; give 1 (all layers) or model.n_layer = ", model.n_layer);
-  for (size_t l = 0; l < windows.size(); ++l)
+  for (size_t l = 0; l < windows.size(); ++l) {
     if (windows[l] < 0) fail("entry ", l, " is ", windows[l], "; windows must be >= 0 (0 = full causal)");
+    if (model.window_block > 0 && windows[l] % model.window_block != 0)
+      fail("entry ", l, " is ", windows[l], ", not a multiple of model.window_block = ", model.window_block,
+           " (block windows count whole blocks)");
+  }
 }
 
 std::vector<std::array<double, 3>> NewtonSchulzConfig::table() const {
@@ -382,6 +406,56 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
   if (m.logit_softcap < 0) invalid(source, "model.logit_softcap", "must be >= 0");
   if (m.attn_scale && *m.attn_scale <= 0) invalid(source, "model.attn_scale", "must be positive or null");
   if (m.unet_skips && m.n_layer < 2) invalid(source, "model.unet_skips", "needs at least 2 layers");
+  if (m.pos_embedding == "rope" && m.rope_frequencies == "half_truncated" && m.head_dim() % 4 != 0)
+    invalid(source, "model.rope_frequencies",
+            str("half_truncated needs a head dimension divisible by 4, got ", m.head_dim()));
+  if (m.pos_embedding == "rope" && m.rope_frequencies == "half_truncated" && m.head_dim() < 8)
+    invalid(source, "model.rope_frequencies", str("half_truncated needs a head dimension >= 8, got ", m.head_dim()));
+  for (size_t i = 0; i < m.attention_free_layers.size(); ++i) {
+    const int l = m.attention_free_layers[i];
+    if (l < 0 || l >= m.n_layer)
+      invalid(source, str("model.attention_free_layers[", i, "]"),
+              str(l, " is not a layer index (model.n_layer = ", m.n_layer, ")"));
+  }
+  if (static_cast<int>(m.attention_free_layers.size()) >= m.n_layer && m.n_layer > 0) {
+    bool all_free = true;
+    for (int l = 0; l < m.n_layer; ++l) all_free = all_free && !m.has_attention(l);
+    if (all_free) invalid(source, "model.attention_free_layers", "lists every layer; at least one needs attention");
+  }
+  if (m.value_residual && !m.has_attention(0))
+    invalid(source, "model.value_residual", "needs attention in layer 0 (its V is the residual's source)");
+  if (m.value_embeds < 0) invalid(source, "model.value_embeds", "must be >= 0 (0 = none)");
+  if (m.value_embeds > 0 && m.value_residual)
+    invalid(source, "model.value_embeds", "and model.value_residual both feed V; choose one");
+  if (m.value_embeds == 0 && !m.value_embed_layers.empty())
+    invalid(source, "model.value_embed_layers", "is set but model.value_embeds is 0");
+  if (m.value_embeds > 0) {
+    if (m.value_embed_layers.empty() && m.value_embeds != m.n_layer)
+      invalid(source, "model.value_embed_layers",
+              str("is empty (layer l uses table l), which needs model.value_embeds = model.n_layer = ", m.n_layer,
+                  ", got ", m.value_embeds, "; list each layer's table"));
+    if (!m.value_embed_layers.empty() && m.value_embed_layers.size() != static_cast<size_t>(m.n_layer))
+      invalid(source, "model.value_embed_layers",
+              str("has ", m.value_embed_layers.size(), " entries; give one per layer (model.n_layer = ", m.n_layer,
+                  ")"));
+    std::vector<bool> used(static_cast<size_t>(m.value_embeds), false);
+    for (size_t l = 0; l < m.value_embed_layers.size(); ++l) {
+      const int t = m.value_embed_layers[l];
+      const std::string key = str("model.value_embed_layers[", l, "]");
+      if (t < -1 || t >= m.value_embeds)
+        invalid(source, key, str(t, " is not a table index in [0, ", m.value_embeds, ") or -1 (none)"));
+      if (t >= 0) used[static_cast<size_t>(t)] = true;
+    }
+    for (int l = 0; l < m.n_layer; ++l)
+      if (m.value_embed_table(l) >= 0 && !m.has_attention(l))
+        invalid(source, m.value_embed_layers.empty() ? "model.value_embed_layers" : str("model.value_embed_layers[", l, "]"),
+                str("gives layer ", l, " value-embedding table ", m.value_embed_table(l),
+                    ", but that layer is in model.attention_free_layers and has no V to mix into"));
+    for (int t = 0; t < m.value_embeds; ++t)
+      if (!m.value_embed_layers.empty() && !used[static_cast<size_t>(t)])
+        invalid(source, "model.value_embed_layers", str("no layer uses value-embedding table ", t));
+  }
+  if (m.window_block < 0) invalid(source, "model.window_block", "must be >= 0 (0 = token-exact windows)");
   try {
     check_attention_windows(m, m.attn_window);
   } catch (const Error& e) {
@@ -426,10 +500,15 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
   if (ww.steps < 0) invalid(source, "schedule.window_warmup.steps", "must be >= 0 (0 = train.steps)");
   if (ww.start > 0) {
     if (ww.multiple <= 0) invalid(source, "schedule.window_warmup.multiple", "must be positive");
-    if (ww.start < ww.multiple)
+    if (m.window_block > 0 && ww.multiple % m.window_block != 0)
+      invalid(source, "schedule.window_warmup.multiple",
+              str(ww.multiple, " is not a multiple of model.window_block = ", m.window_block,
+                  " (every scheduled window must be whole blocks)"));
+    const bool nearest = ww.rounding == "nearest";
+    if (nearest ? 2 * ww.start < ww.multiple : ww.start < ww.multiple)
       invalid(source, "schedule.window_warmup.start",
-              str(ww.start, " is smaller than schedule.window_warmup.multiple = ", ww.multiple,
-                  " (the first window would round down to 0, which means full causal)"));
+              str(ww.start, " is smaller than ", nearest ? "half of " : "", "schedule.window_warmup.multiple = ",
+                  ww.multiple, " (the first window would round to 0, which means full causal)"));
     bool any_window = false;
     for (size_t l = 0; l < m.attn_window.size(); ++l) {
       const int w = m.attn_window[l];

@@ -11,7 +11,8 @@ ModelEstimate estimate_model(const Config& cfg) {
   ParamTable table(m);
   e.params = static_cast<int64_t>(table.total());
   for (const auto& p : table.params()) {
-    if (p.role == ParamRole::TokenEmbedding || p.role == ParamRole::PositionEmbedding)
+    if (p.role == ParamRole::TokenEmbedding || p.role == ParamRole::PositionEmbedding ||
+        p.role == ParamRole::ValueEmbedding)
       e.embedding_params += static_cast<int64_t>(p.numel);
     if (p.role == ParamRole::Matrix || p.role == ParamRole::Head) e.matmul_params += static_cast<int64_t>(p.numel);
   }
@@ -20,8 +21,10 @@ ModelEstimate estimate_model(const Config& cfg) {
   const int64_t T = cfg.batch.seq_len, B = cfg.batch.micro_batch, N = B * T;
   double keys = 0;  // summed over layers
   for (int l = 0; l < L; ++l) {
-    const double w = m.window(l);
-    keys += (w == 0 || w >= T) ? T / 2.0 : w - w * w / (2.0 * T);
+    if (!m.has_attention(l)) continue;
+    double w = m.window(l);
+    if (w > 0 && m.window_block > 0) w -= m.window_block / 2.0;  // whole blocks: a query sees w - b/2 keys on average
+    keys += (w <= 0 || w >= T) ? T / 2.0 : w - w * w / (2.0 * T);
   }
   e.attention_flops_per_token = 12.0 * C * keys;
   e.flops_per_token = 6.0 * e.matmul_params + e.attention_flops_per_token;

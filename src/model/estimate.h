@@ -8,7 +8,9 @@
 // query-key pair) with keys(layer) the mean number of keys a query sees:
 // T/2 under the causal mask (so the term is the usual 6 L C T), and
 // w - w^2/(2T) with a sliding window of w < T tokens (the mean of min(t, w)
-// over positions, equal to T/2 at w = T). Windows are the config's
+// over positions, equal to T/2 at w = T; with model.window_block b the
+// whole-block window of w tokens counts as w - b/2, its mean reach; blocks
+// in model.attention_free_layers count 0). Windows are the config's
 // model.attn_window (the final sizes under schedule.window_warmup); document
 // masks depend on the data and are not counted. This is the convention MFU
 // figures use.
@@ -22,7 +24,7 @@ namespace muongpt {
 
 struct ModelEstimate {
   int64_t params = 0;             // all trainable parameters
-  int64_t embedding_params = 0;   // token + position embedding tables
+  int64_t embedding_params = 0;   // token, position and value embedding tables
   int64_t matmul_params = 0;      // weights used in matmuls per token
   double flops_per_token = 0;     // forward + backward
   double attention_flops_per_token = 0;  // of flops_per_token: the attention term

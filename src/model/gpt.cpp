@@ -32,7 +32,8 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
   params_.assign(table_.total(), T(0));
   grads_.assign(table_.total(), T(0));
   offsets_ = param_offsets(table_, cfg);
-  if (cfg.pos_embedding == "rope") rope_tables(rope_cos_, rope_sin_, max_seq_len, D_, cfg.rope_base);
+  if (cfg.pos_embedding == "rope")
+    rope_tables(rope_cos_, rope_sin_, max_seq_len, D_, cfg.rope_base, cfg.rope_frequencies == "half_truncated");
 
   // Activations, sized once for the largest batch.
   const size_t N = static_cast<size_t>(max_batch) * max_seq_len;
@@ -44,9 +45,12 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
     act_.embn_rstd.resize(N);
     if (ln) act_.embn_mean.resize(N);
   }
+  act_.value_embeds.resize(static_cast<size_t>(cfg.value_embeds));
+  for (auto& ve : act_.value_embeds) ve.resize(NC);
   act_.layers.resize(L_);
   for (int l = 0; l < L_; ++l) {
     LayerActs& a = act_.layers[l];
+    const bool attention = cfg.has_attention(l);
     a.x_in.resize(NC);
     if (skip_source(l) >= 0) a.x_skip.resize(NC);
     if (cfg.x0_shortcut) a.x_mix.resize(NC);
@@ -70,7 +74,7 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
     a.q.resize(NC);
     a.k.resize(NC);
     a.v.resize(NC);
-    a.probs.resize(static_cast<size_t>(max_batch) * H_ * max_seq_len * max_seq_len);
+    if (attention) a.probs.resize(static_cast<size_t>(max_batch) * H_ * max_seq_len * max_seq_len);
     a.att.resize(NC);
     a.attn_out.resize(NC);
     a.x_attn.resize(NC);
@@ -106,6 +110,28 @@ int Gpt<T>::skip_source(int layer) const {
   const int i = layer - enc;  // decoder index
   if (i < 0 || i >= enc) return -1;
   return enc - i;  // the stream state after encoder block enc-1-i
+}
+
+template <class T>
+typename Gpt<T>::ValueMix Gpt<T>::value_mix(int layer) const {
+  ValueMix vm;
+  if (!cfg_.has_value_lambda(layer)) return vm;  // v = v_raw
+  const int table = cfg_.value_embed_table(layer);
+  if (cfg_.value_residual) {
+    vm.source = act_.layers[0].v_raw.data();
+  } else if (table >= 0) {
+    vm.source = act_.value_embeds[static_cast<size_t>(table)].data();
+    vm.table = table;
+  }
+  const T* lam = p(offsets_.blocks[static_cast<size_t>(layer)].value_lambda);
+  if (cfg_.value_mix == "weighted") {
+    vm.a = lam[0];
+    vm.c = vm.source ? lam[1] : T(0);
+  } else {
+    vm.a = T(1) - lam[0];
+    vm.c = lam[0];
+  }
+  return vm;
 }
 
 template <class T>
@@ -203,6 +229,10 @@ double Gpt<T>::forward(const int32_t* tokens, const int32_t* targets, int B, int
     x0 = act_.x0.data();
   }
 
+  for (size_t t = 0; t < act_.value_embeds.size(); ++t)
+    embedding_forward(act_.value_embeds[t].data(), tokens, p(offsets_.value_embeds[t]), static_cast<const T*>(nullptr),
+                      B, Tn, C_);
+
   const T scale = static_cast<T>(cfg_.softmax_scale());
   const T branch = static_cast<T>(cfg_.attn_residual_scale);
   const T* x = x0;
@@ -221,28 +251,34 @@ double Gpt<T>::forward(const int32_t* tokens, const int32_t* targets, int B, int
       mix_forward(a.x_mix.data(), x, x0, lam[0], lam[1], NC);
       x = a.x_mix.data();
     }
-    // attention
-    norm_forward(a.h1.data(), a.n1_mean.data(), a.n1_rstd.data(), x, ly.norm1_w, ly.norm1_b, N);
-    matmul_forward(a.qkv.data(), a.h1.data(), p(ly.qkv_w), p(ly.qkv_b), N, C_, 3 * C_);
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; ++n) {
-      const T* row = a.qkv.data() + static_cast<size_t>(n) * 3 * C_;
-      std::copy(row, row + C_, a.q_raw.data() + static_cast<size_t>(n) * C_);
-      std::copy(row + C_, row + 2 * C_, a.k_raw.data() + static_cast<size_t>(n) * C_);
-      std::copy(row + 2 * C_, row + 3 * C_, a.v_raw.data() + static_cast<size_t>(n) * C_);
-    }
-    if (cfg_.value_residual) {
-      const T lam = p(ly.value_lambda)[0];
-      mix_forward(a.v.data(), a.v_raw.data(), act_.layers[0].v_raw.data(), T(1) - lam, lam, NC);
+    if (!cfg_.has_attention(l)) {  // attention-free block: the MLP reads the block input
+      std::copy(x, x + NC, a.x_attn.begin());
+      std::fill_n(act_.max_logits.begin() + static_cast<size_t>(l) * H_, H_, T(0));
     } else {
-      std::copy(a.v_raw.begin(), a.v_raw.begin() + NC, a.v.begin());
+      // attention
+      norm_forward(a.h1.data(), a.n1_mean.data(), a.n1_rstd.data(), x, ly.norm1_w, ly.norm1_b, N);
+      matmul_forward(a.qkv.data(), a.h1.data(), p(ly.qkv_w), p(ly.qkv_b), N, C_, 3 * C_);
+#pragma omp parallel for schedule(static)
+      for (int n = 0; n < N; ++n) {
+        const T* row = a.qkv.data() + static_cast<size_t>(n) * 3 * C_;
+        std::copy(row, row + C_, a.q_raw.data() + static_cast<size_t>(n) * C_);
+        std::copy(row + C_, row + 2 * C_, a.k_raw.data() + static_cast<size_t>(n) * C_);
+        std::copy(row + 2 * C_, row + 3 * C_, a.v_raw.data() + static_cast<size_t>(n) * C_);
+      }
+      const ValueMix vm = value_mix(l);
+      if (vm.source)
+        mix_forward(a.v.data(), a.v_raw.data(), vm.source, vm.a, vm.c, NC);
+      else if (vm.a != T(1))
+        mix_forward(a.v.data(), a.v_raw.data(), a.v_raw.data(), vm.a, T(0), NC);
+      else
+        std::copy(a.v_raw.begin(), a.v_raw.begin() + NC, a.v.begin());
+      qk_forward(a.q, a.q_mid, a.q_rstd, a.q_raw, B, Tn);
+      qk_forward(a.k, a.k_mid, a.k_rstd, a.k_raw, B, Tn);
+      attention_forward(a.att.data(), a.probs.data(), a.q.data(), a.k.data(), a.v.data(), B, Tn, H_, D_, scale,
+                        attention_mask(l), act_.max_logits.data() + static_cast<size_t>(l) * H_);
+      matmul_forward(a.attn_out.data(), a.att.data(), p(ly.proj_w), p(ly.proj_b), N, C_, C_);
+      mix_forward(a.x_attn.data(), x, a.attn_out.data(), T(1), branch, NC);
     }
-    qk_forward(a.q, a.q_mid, a.q_rstd, a.q_raw, B, Tn);
-    qk_forward(a.k, a.k_mid, a.k_rstd, a.k_raw, B, Tn);
-    attention_forward(a.att.data(), a.probs.data(), a.q.data(), a.k.data(), a.v.data(), B, Tn, H_, D_, scale,
-                      attention_mask(l), act_.max_logits.data() + static_cast<size_t>(l) * H_);
-    matmul_forward(a.attn_out.data(), a.att.data(), p(ly.proj_w), p(ly.proj_b), N, C_, C_);
-    mix_forward(a.x_attn.data(), x, a.attn_out.data(), T(1), branch, NC);
     // MLP
     norm_forward(a.h2.data(), a.n2_mean.data(), a.n2_rstd.data(), a.x_attn.data(), ly.norm2_w, ly.norm2_b, N);
     matmul_forward(a.fc.data(), a.h2.data(), p(ly.fc_w), p(ly.fc_b), N, C_, F_);
@@ -289,6 +325,7 @@ void Gpt<T>::backward(T loss_scale) {
   std::vector<T> dx0(NC, T(0));
   std::vector<std::vector<T>> dskip(L_ + 1);  // pending gradient for skip sources, by boundary
   std::vector<T> dv_first(cfg_.value_residual ? NC : 0, T(0));
+  std::vector<std::vector<T>> dvalue_embeds(act_.value_embeds.size(), std::vector<T>(NC, T(0)));
   std::vector<T> dh(NC), dfc(static_cast<size_t>(N) * F_), dact(static_cast<size_t>(N) * F_);
   std::vector<T> dqkv(3 * NC), dq(NC), dk(NC), dv(NC), datt(NC), dattn_out(NC), dtmp(NC);
 
@@ -307,46 +344,53 @@ void Gpt<T>::backward(T loss_scale) {
     matmul_backward(dh.data(), g(ly.fc_w), g(ly.fc_b), dfc.data(), a.h2.data(), p(ly.fc_w), N, C_, F_, false);
     norm_backward(dres.data(), dh.data(), a.x_attn.data(), ly.norm2_w, ly.norm2_b, a.n2_mean.data(),
                   a.n2_rstd.data(), N, /*accumulate=*/true);
-    // dres = dL/dx_attn; x_attn = x_block + branch * attn_out
+    // dres = dL/dx_attn; x_attn = x_block + branch * attn_out (= x_block without attention)
+    if (cfg_.has_attention(l)) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < NC; ++i) dattn_out[i] = branch * dres[i];
-    matmul_backward(datt.data(), g(ly.proj_w), g(ly.proj_b), dattn_out.data(), a.att.data(), p(ly.proj_w), N, C_,
-                    C_, false);
-    attention_backward(dq.data(), dk.data(), dv.data(), datt.data(), a.probs.data(), a.q.data(), a.k.data(),
-                       a.v.data(), B, Tn, H_, D_, scale, attention_mask(l));
-    // value residual: v = (1 - lam) v_raw + lam v_first   (v_first = layer 0's v_raw)
-    if (cfg_.value_residual) {
-      const T lam = p(ly.value_lambda)[0];
-      const T* v_first = act_.layers[0].v_raw.data();
-      g(ly.value_lambda)[0] +=
-          deterministic_sum<T>(NC, [&](size_t i) { return dv[i] * (v_first[i] - a.v_raw[i]); });
-      if (l > 0) {
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < NC; ++i) {
-          dv_first[i] += lam * dv[i];
-          dv[i] *= T(1) - lam;
+      for (size_t i = 0; i < NC; ++i) dattn_out[i] = branch * dres[i];
+      matmul_backward(datt.data(), g(ly.proj_w), g(ly.proj_b), dattn_out.data(), a.att.data(), p(ly.proj_w), N, C_,
+                      C_, false);
+      attention_backward(dq.data(), dk.data(), dv.data(), datt.data(), a.probs.data(), a.q.data(), a.k.data(),
+                         a.v.data(), B, Tn, H_, D_, scale, attention_mask(l));
+      // value mix: v = a v_raw + c source   (source: layer 0's v_raw, a value embedding, or none)
+      if (cfg_.has_value_lambda(l)) {
+        const ValueMix vm = value_mix(l);
+        T* dlam = g(ly.value_lambda);
+        if (cfg_.value_mix == "weighted") {
+          dlam[0] += deterministic_sum<T>(NC, [&](size_t i) { return dv[i] * a.v_raw[i]; });
+          if (vm.source) dlam[1] += deterministic_sum<T>(NC, [&](size_t i) { return dv[i] * vm.source[i]; });
+        } else {
+          dlam[0] += deterministic_sum<T>(NC, [&](size_t i) { return dv[i] * (vm.source[i] - a.v_raw[i]); });
         }
-      } else {  // v_first is this layer's own v_raw: both terms, plus what later layers sent
+        if (cfg_.value_residual && l == 0) {  // the source is this layer's own v_raw: both terms + later layers'
 #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < NC; ++i) dv[i] = (T(1) - lam) * dv[i] + lam * dv[i] + dv_first[i];
+          for (size_t i = 0; i < NC; ++i) dv[i] = vm.a * dv[i] + vm.c * dv[i] + dv_first[i];
+        } else {
+          T* dsource = !vm.source ? nullptr : vm.table >= 0 ? dvalue_embeds[vm.table].data() : dv_first.data();
+#pragma omp parallel for schedule(static)
+          for (size_t i = 0; i < NC; ++i) {
+            if (dsource) dsource[i] += vm.c * dv[i];
+            dv[i] *= vm.a;
+          }
+        }
       }
-    }
-    qk_backward(dtmp.data(), dq.data(), a.q_mid, a.q_rstd, a.q_raw, B, Tn);
-    std::swap(dtmp, dq);
-    qk_backward(dtmp.data(), dk.data(), a.k_mid, a.k_rstd, a.k_raw, B, Tn);
-    std::swap(dtmp, dk);
+      qk_backward(dtmp.data(), dq.data(), a.q_mid, a.q_rstd, a.q_raw, B, Tn);
+      std::swap(dtmp, dq);
+      qk_backward(dtmp.data(), dk.data(), a.k_mid, a.k_rstd, a.k_raw, B, Tn);
+      std::swap(dtmp, dk);
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; ++n) {
-      T* row = dqkv.data() + static_cast<size_t>(n) * 3 * C_;
-      const size_t o = static_cast<size_t>(n) * C_;
-      std::copy(dq.data() + o, dq.data() + o + C_, row);
-      std::copy(dk.data() + o, dk.data() + o + C_, row + C_);
-      std::copy(dv.data() + o, dv.data() + o + C_, row + 2 * C_);
+      for (int n = 0; n < N; ++n) {
+        T* row = dqkv.data() + static_cast<size_t>(n) * 3 * C_;
+        const size_t o = static_cast<size_t>(n) * C_;
+        std::copy(dq.data() + o, dq.data() + o + C_, row);
+        std::copy(dk.data() + o, dk.data() + o + C_, row + C_);
+        std::copy(dv.data() + o, dv.data() + o + C_, row + 2 * C_);
+      }
+      matmul_backward(dh.data(), g(ly.qkv_w), g(ly.qkv_b), dqkv.data(), a.h1.data(), p(ly.qkv_w), N, C_, 3 * C_,
+                      false);
+      norm_backward(dres.data(), dh.data(), x_block, ly.norm1_w, ly.norm1_b, a.n1_mean.data(), a.n1_rstd.data(), N,
+                    /*accumulate=*/true);
     }
-    matmul_backward(dh.data(), g(ly.qkv_w), g(ly.qkv_b), dqkv.data(), a.h1.data(), p(ly.qkv_w), N, C_, 3 * C_,
-                    false);
-    norm_backward(dres.data(), dh.data(), x_block, ly.norm1_w, ly.norm1_b, a.n1_mean.data(), a.n1_rstd.data(), N,
-                  /*accumulate=*/true);
     // dres = dL/d(x_block)
     if (cfg_.x0_shortcut) {
       const T* lam = p(ly.x0_lambdas);
@@ -380,6 +424,9 @@ void Gpt<T>::backward(T loss_scale) {
     demb = dh.data();
   }
   embedding_backward(g(offsets_.tok_embed), g(offsets_.pos_embed), demb, act_.tokens.data(), B, Tn, C_);
+  for (size_t t = 0; t < dvalue_embeds.size(); ++t)
+    embedding_backward(g(offsets_.value_embeds[t]), static_cast<T*>(nullptr), dvalue_embeds[t].data(),
+                       act_.tokens.data(), B, Tn, C_);
 }
 
 template class Gpt<float>;

@@ -6,7 +6,10 @@
 //   [x = x + w_i * skip_i]                       U-net decoder blocks
 //   [x = l0 * x + l1 * x0]                       x0 shortcut
 //   h = norm1(x);  q,k,v = split(h Wqkv^T [+ b])
-//   [v = (1 - lv) v + lv v_first]                value residual
+//   [v = a v + c s]                               value mix: s = v_first (value residual)
+//                                                or a value-embedding row; lerp a = 1-l,
+//                                                c = l; weighted a = l0, c = l1
+// (attention-free blocks skip from norm1 to the attention residual add)
 //   q,k = rope/qk-norm(q,k);  y = causal_attention(q, k, v)
 //   x = x + s * (y Wproj^T [+ b])
 //   x = x + act(norm2(x) Wfc^T [+ b]) Wmlp^T [+ b]
@@ -95,6 +98,7 @@ class Gpt {
   };
   struct Acts {
     std::vector<T> emb, x0, embn_mean, embn_rstd;
+    std::vector<std::vector<T>> value_embeds;  // (N, C) rows of each value-embedding table
     std::vector<LayerActs> layers;
     std::vector<T> x_final, hf, nf_mean, nf_rstd;
     std::vector<T> logits, losses, lse;
@@ -113,13 +117,20 @@ class Gpt {
   // Layer l's attention mask for the last forward: its window, and the
   // document ids when document masking is on.
   cpu::AttentionMask attention_mask(int l) const {
-    return cpu::AttentionMask{cfg_.window(l), cfg_.document_mask ? act_.doc_ids.data() : nullptr};
+    return cpu::AttentionMask{cfg_.window(l), cfg_.document_mask ? act_.doc_ids.data() : nullptr, cfg_.window_block};
   }
   void qk_forward(std::vector<T>& out, std::vector<T>& mid, std::vector<T>& rstd, const std::vector<T>& raw,
                   int B, int Tn);
   void qk_backward(T* draw, const T* dout, const std::vector<T>& mid, const std::vector<T>& rstd,
                    const std::vector<T>& raw, int B, int Tn);
   int skip_source(int layer) const;  // boundary index whose state decoder `layer` adds, or -1
+  // How block `layer` of the last forward mixes V: v = a * v_raw + c * source.
+  struct ValueMix {
+    const T* source = nullptr;  // layer 0's v_raw, a value embedding (N, C), or null
+    T a = T(1), c = T(0);
+    int table = -1;             // value-embedding table of source, or -1
+  };
+  ValueMix value_mix(int layer) const;
 
   static constexpr size_t npos = kAbsentParam;
 

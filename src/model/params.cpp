@@ -11,6 +11,7 @@ const char* role_name(ParamRole role) {
   switch (role) {
     case ParamRole::TokenEmbedding: return "token_embedding";
     case ParamRole::PositionEmbedding: return "position_embedding";
+    case ParamRole::ValueEmbedding: return "value_embedding";
     case ParamRole::Head: return "head";
     case ParamRole::Matrix: return "matrix";
     case ParamRole::Bias: return "bias";
@@ -47,13 +48,7 @@ ParamTable::ParamTable(const ModelConfig& m) {
     if (layernorm || m.norm_weight) add(prefix + ".weight", {C}, ParamRole::NormWeight, constant({1.0}));
     if (layernorm) add(prefix + ".bias", {C}, ParamRole::NormBias, constant({0.0}));
   };
-
-  add("tok_embed", {Vp, C}, ParamRole::TokenEmbedding, normal(ini.embed_std));
-  if (m.pos_embedding == "learned")
-    add("pos_embed", {m.max_seq_len, C}, ParamRole::PositionEmbedding, normal(ini.embed_std));
-  if (m.embed_norm) add_norm("embed_norm");
-  for (int l = 0; l < L; ++l) {
-    const std::string b = str("blocks.", l, ".");
+  auto add_attention = [&](const std::string& b, int l) {
     add_norm(b + "norm1");
     if (m.qkv == "fused") {
       add(b + "attn.qkv.weight", {3 * C, C}, ParamRole::Matrix, linear(C, false), 3);
@@ -69,7 +64,23 @@ ParamTable::ParamTable(const ModelConfig& m) {
     }
     add(b + "attn.proj.weight", {C, C}, ParamRole::Matrix, linear(C, true));
     if (m.bias) add(b + "attn.proj.bias", {C}, ParamRole::Bias, constant({0.0}));
-    if (m.value_residual) add(b + "attn.value_lambda", {1}, ParamRole::Scalar, constant({0.5}));
+    if (m.has_value_lambda(l)) {
+      if (m.value_mix == "weighted")
+        add(b + "attn.value_lambda", {2}, ParamRole::Scalar, constant({0.5, 0.5}));
+      else
+        add(b + "attn.value_lambda", {1}, ParamRole::Scalar, constant({0.5}));
+    }
+  };
+
+  add("tok_embed", {Vp, C}, ParamRole::TokenEmbedding, normal(ini.embed_std));
+  if (m.pos_embedding == "learned")
+    add("pos_embed", {m.max_seq_len, C}, ParamRole::PositionEmbedding, normal(ini.embed_std));
+  for (int t = 0; t < m.value_embeds; ++t)
+    add(str("value_embeds.", t), {Vp, C}, ParamRole::ValueEmbedding, normal(ini.embed_std));
+  if (m.embed_norm) add_norm("embed_norm");
+  for (int l = 0; l < L; ++l) {
+    const std::string b = str("blocks.", l, ".");
+    if (m.has_attention(l)) add_attention(b, l);
     if (m.x0_shortcut) add(b + "x0_lambdas", {2}, ParamRole::Scalar, constant({1.0, 0.0}));
     add_norm(b + "norm2");
     add(b + "mlp.fc.weight", {F, C}, ParamRole::Matrix, linear(C, false));
@@ -149,6 +160,7 @@ ParamOffsets param_offsets(const ParamTable& table, const ModelConfig& cfg) {
   o.normf_w = off("final_norm.weight");
   o.normf_b = off("final_norm.bias");
   o.head = cfg.tie_embeddings ? o.tok_embed : off("lm_head");
+  for (int t = 0; t < cfg.value_embeds; ++t) o.value_embeds.push_back(off(str("value_embeds.", t)));
   const bool fused = cfg.qkv == "fused";
   for (int l = 0; l < cfg.n_layer; ++l) {
     const std::string b = str("blocks.", l, ".");

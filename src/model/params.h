@@ -5,12 +5,14 @@
 //
 // Names (L = layer index):
 //   tok_embed (Vp, C)            pos_embed (max_seq_len, C)      lm_head (Vp, C)
+//   value_embeds.K (Vp, C)
 //   embed_norm.{weight,bias}     final_norm.{weight,bias}        skip_weights (L/2)
 //   blocks.L.norm1.{weight,bias}  blocks.L.norm2.{weight,bias}
 //   blocks.L.attn.qkv.{weight,bias} (3C, C) fused, or attn.{q,k,v}.{weight,bias}
-//   blocks.L.attn.proj.{weight,bias} (C, C)     blocks.L.attn.value_lambda (1)
+//   blocks.L.attn.proj.{weight,bias} (C, C)     blocks.L.attn.value_lambda (1 lerp, 2 weighted)
 //   blocks.L.mlp.fc.{weight,bias} (F, C)        blocks.L.mlp.proj.{weight,bias} (C, F)
 //   blocks.L.x0_lambdas (2)
+// Blocks in model.attention_free_layers have no norm1.* and no attn.*.
 // Separate q/k/v matrices are stored one after another, so the three always
 // form one contiguous (3C, C) block that a single matmul reads.
 #pragma once
@@ -24,7 +26,17 @@
 
 namespace muongpt {
 
-enum class ParamRole { TokenEmbedding, PositionEmbedding, Head, Matrix, Bias, NormWeight, NormBias, Scalar };
+enum class ParamRole {
+  TokenEmbedding,
+  PositionEmbedding,
+  ValueEmbedding,
+  Head,
+  Matrix,
+  Bias,
+  NormWeight,
+  NormBias,
+  Scalar
+};
 const char* role_name(ParamRole role);
 
 struct ParamInit {
@@ -68,7 +80,8 @@ class ParamTable {
 
 // Where the model's parameters sit in the flat buffer, for the models' forward
 // and backward (CPU and GPU); kAbsentParam where the config has no such
-// parameter. `head` is the token embedding when the head is tied.
+// parameter (the attention fields of attention-free blocks too). `head` is
+// the token embedding when the head is tied.
 inline constexpr size_t kAbsentParam = static_cast<size_t>(-1);
 struct BlockParamOffsets {
   size_t norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, value_lambda, x0_lambdas;  // qkv_*: q's with separate q/k/v
@@ -76,6 +89,7 @@ struct BlockParamOffsets {
 };
 struct ParamOffsets {
   size_t tok_embed, pos_embed, embn_w, embn_b, skip_w, normf_w, normf_b, head;
+  std::vector<size_t> value_embeds;  // one per table
   std::vector<BlockParamOffsets> blocks;
 };
 ParamOffsets param_offsets(const ParamTable& table, const ModelConfig& cfg);

@@ -28,6 +28,8 @@ QkParams qk_params(const ParamTable& table, int layer) {
     p.wq = p.wk = fused;
     p.bq = p.bk = table.find(b + "qkv.bias");
     p.k0 = fused->rows() / 3;
+  } else if (!table.has(b + "proj.weight")) {
+    return p;  // attention-free block
   } else {
     p.wq = table.find(b + "q.weight");
     p.wk = table.find(b + "k.weight");
@@ -44,6 +46,7 @@ int qk_clip(const ParamTable& table, T* params, const T* max_logits, int n_layer
   int clipped = 0;
   for (int l = 0; l < n_layer; ++l) {
     const auto [wq, wk, bq, bk, q0, k0] = qk_params(table, l);
+    if (!wq) continue;  // attention-free block
     const int C = wq->cols();
     MUONGPT_CHECK(C % n_head == 0, "QK-clip: d_model ", C, " is not divisible by ", n_head, " heads");
     const int D = C / n_head;

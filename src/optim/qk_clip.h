@@ -21,7 +21,8 @@ namespace muongpt {
 
 // Where layer l's q and k live: weight and bias (null without biases) and the
 // first row of head 0 in each (the fused qkv matrix holds k from row d_model).
-// Throws if the layer has no attention weights.
+// All null for an attention-free block (model.attention_free_layers); throws
+// if a block with attention has no q/k weights.
 struct QkParams {
   const ParamSpec *wq = nullptr, *wk = nullptr, *bq = nullptr, *bk = nullptr;
   int q0 = 0, k0 = 0;
@@ -30,7 +31,7 @@ QkParams qk_params(const ParamTable& table, int layer);
 
 // Rescales the q/k rows of every head whose max logit exceeds tau; returns
 // how many heads it rescaled. max_logits: n_layer x n_head (n_layer = the
-// table's number of blocks). Throws if a layer has no attention weights.
+// table's number of blocks; attention-free blocks are skipped).
 template <class T>
 int qk_clip(const ParamTable& table, T* params, const T* max_logits, int n_layer, int n_head, double tau,
             double alpha);

@@ -37,7 +37,8 @@ std::vector<int> attention_windows_at(const ModelConfig& model, const ScheduleCo
   for (int& w : windows) {
     if (w == 0) continue;  // full causal stays full causal
     const double grown = frac * (w - ww.start) + ww.start;  // the record's order of operations
-    w = ww.multiple * static_cast<int>(std::floor(grown / ww.multiple));
+    const double units = grown / ww.multiple + (ww.rounding == "nearest" ? 0.5 : 0.0);
+    w = ww.multiple * static_cast<int>(std::floor(units));
   }
   return windows;
 }

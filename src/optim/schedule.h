@@ -11,9 +11,12 @@
 // Muon momentum warmup: linear from momentum_warmup_start to momentum over
 // momentum_warmup_steps steps (the speedrun: 0.85 -> 0.95 over 300-500 steps).
 // Attention-window warmup (schedule.window_warmup, record #13): each layer's
-// window W > 0 grows from `start`, rounded down to a multiple of `multiple`:
-//   w = multiple * floor((start + min(step/steps, 1) * (W - start)) / multiple)
-// (the record: 64 * ((step/1750 * (1792 - 64) + 64) // 64)).
+// window W > 0 grows from `start`, rounded to a multiple of `multiple`:
+//   g = start + min(step/steps, 1) * (W - start)
+//   w = multiple * floor(g / multiple)          rounding "down" (record #13:
+//                                               64 * ((step/1750 * (1792 - 64) + 64) // 64))
+//   w = multiple * floor(g / multiple + 1/2)    rounding "nearest" (#16 on: 128 blocks of
+//                                               ((1 - x) * 64 + x * 1792 + 64) // 128)
 #pragma once
 
 #include <vector>

@@ -1,7 +1,8 @@
 # The speedrun record configs (configs/speedrun/*.json, see docs/speedrun.md):
 # each one resolves with `info`, shows its record and the 3.28 target, has the
-# exact parameter count of the record's model, and trains 2 steps to a finite
-# loss when shrunk to CPU size with every feature flag of the record kept.
+# exact parameter count of the record's model (#17, #19: plus padded embedding
+# rows the record does not have, see below), and trains 2 steps to a finite loss
+# when shrunk to CPU size with every feature flag of the record kept.
 source "$(dirname "$0")/lib/common.sh"
 # The shrunk runs are tiny: one thread avoids OpenMP spin-waiting on a busy
 # machine (several times slower with the default active wait policy).
@@ -20,6 +21,32 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 #   #9 shortcuts: #8 + 12 value lambdas + 12 x 2 embedding-shortcut lambdas = 162,201,636
 #   #11 U-net: #9 + 6 skip weights                                      = 162,201,642
 #   #12 FlexAttention, #13 window warmup: #11's model (masks add no parameters) = 162,201,642
+# From #14 value embeddings replace the value residual; each table is one more
+# Vp*C = 38,633,472 (the token embedding and the head are one each):
+#   #14 value embeddings: 12 tables (vte of width 12*C), lerp lambda (1) per layer:
+#     (tok_embed + 12 value tables + lm_head) 14 * 38,633,472 = 540,868,608
+#     + blocks 84,934,656 + 12 value lambdas + 12 x 2 shortcut lambdas + 6 skip weights
+#                                                                       = 625,803,306
+#   #15 U-net value embeddings, #16 split tables: 6 tables, 2 value lambdas per layer:
+#     8 * 38,633,472 = 309,067,776 + 84,934,656 + 12 x 2 + 12 x 2 + 6  = 394,002,486
+#   #18 softcap 15 (and #17's model): 3 tables, block 7 without attention
+#     (no q/k/v/proj 4*C*C = 2,359,296, no value lambdas):
+#     5 * 38,633,472 = 193,167,360 + 84,934,656 - 2,359,296 = 82,575,360
+#     + 11 x 2 value lambdas + 12 x 2 + 6                               = 275,742,772
+#   #17 sparsify embeds: the record builds the token embedding and the 3 value
+#     tables with V = 50,257 rows (only its head has Vp = 50,304): 4 * 38,597,376
+#     + 38,633,472 + 82,575,360 + 52 = 275,598,388. muongpt gives every table
+#     Vp rows; the 4 x 47 x 768 = 144,384 extra rows are never read (token ids
+#     < V) and keep their initial values, so the config has    275,742,772
+#   #19 FP8 head (GPT(vocab_size=50257), head next_multiple_of_n(50257, 128)
+#     = 50,304 rows): #18's architecture with #17's table sizes. The record:
+#     embed + 3 value tables 4 * 50,257 * 768 = 154,389,504 + lm_head 38,633,472
+#     + blocks 12 * 2 * C * F = 56,623,104 + 11 attention blocks * 4 * C * C
+#     = 25,952,256 + 11 x 2 value lambdas + 12 x 2 block lambdas + 6 skip
+#     weights = 275,598,388 (also the count of the record's own GPT class,
+#     instantiated with PyTorch). Offset logits, the FP8 head matmul, the init
+#     gain and the schedules add no parameters; with Vp rows for every table,
+#     as #17, the config has                                    275,742,772
 declare -A EXPECTED_PARAMS=(
   [01_llmc_baseline]=124475904
   [02_adamw_rope]=123532032
@@ -30,17 +57,25 @@ declare -A EXPECTED_PARAMS=(
   [11_unet]=162201642
   [12_flexattention]=162201642
   [13_window_warmup]=162201642
+  [14_value_embed]=625803306
+  [15_unet_value_embeds]=394002486
+  [16_mfu_tweaks]=394002486
+  [17_sparsify_embeds]=275742772
+  [18_softcap]=275742772
+  [19_fp8_head]=275742772
 )
 
 # CPU size: 2 blocks of width 32 (2 heads), 2 micro-batches of 2 x 16 tokens
 # per step (so gradient accumulation runs), 2 steps, validation on 256 tokens.
-SHRINK=(--set model.n_layer=2 --set model.d_model=32 --set model.n_head=2
+# Configs with per-layer lists (value_embed_layers, attention_free_layers, the
+# 12 value tables of #14) keep their n_layer, so the lists stay as recorded.
+SHRINK=(--set model.d_model=32 --set model.n_head=2
   --set batch.seq_len=16 --set batch.micro_batch=2 --set batch.global_tokens=64
   --set data.val_tokens=256 --set train.steps=2 --set train.eval_every=0 --set train.checkpoint_every=0
   --set "data.train_pattern=data/tiny/train_*.bin" --set "data.val_pattern=data/tiny/val_*.bin")
 
 configs=(configs/speedrun/*.json)
-check "configs/speedrun holds the 9 record configs" test "${#configs[@]}" -eq "${#EXPECTED_PARAMS[@]}"
+check "configs/speedrun holds the ${#EXPECTED_PARAMS[@]} record configs" test "${#configs[@]}" -eq "${#EXPECTED_PARAMS[@]}"
 
 for cfg in "${configs[@]}"; do
   name=$(basename "$cfg" .json)
@@ -66,7 +101,9 @@ for cfg in "${configs[@]}"; do
   check "$name: $expected parameters (info says ${params:-nothing})" test "$params" = "$expected"
 
   out="$WORK/$name"
-  log=$("$BIN" train --config "$cfg" "${SHRINK[@]}" --out "$out" 2>&1)
+  layers=$(json_get "$cfg" \
+    "j['model']['n_layer'] if j['model'].get('value_embeds', 0) or j['model'].get('attention_free_layers') else 2")
+  log=$("$BIN" train --config "$cfg" --set model.n_layer="$layers" "${SHRINK[@]}" --out "$out" 2>&1)
   rc=$?
   if [ $rc -ne 0 ]; then
     failed "$name: shrunk 2-step training run (exit $rc)"

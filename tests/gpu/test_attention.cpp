@@ -1,8 +1,9 @@
 // GPU causal attention (forward + backward) against kernels/cpu/attention.h,
-// on the same bf16-rounded inputs: full causal, sliding windows and document
-// masks, T from 1 to 300 (partial tiles, several tiles), D in {32, 64, 128};
-// every case runs on the CUDA-core kernels and, for D 64 and 128, on the
-// tensor-core kernels (same tolerances), plus longer sequences for the latter.
+// on the same bf16-rounded inputs: full causal, sliding windows (token and
+// block windows) and document masks, T from 1 to 300 (partial tiles, several
+// tiles), D in {32, 64, 128}; every case runs on the CUDA-core kernels and,
+// for D 64 and 128, on the tensor-core kernels (same tolerances), plus longer
+// sequences for the latter.
 // The kernels take delta_t = dout_t . out_t from the bf16 out that the forward
 // stored (as FlashAttention does); the CPU uses sum_j P_tj dP_tj, i.e. the
 // unrounded out. The dq/dk references are shifted by that (known) difference,
@@ -23,6 +24,7 @@
 #include <sstream>
 #include <string>
 #include <tuple>
+#include <utility>
 
 #include "gpu_test_util.h"
 #include "kernels/cpu/attention.h"
@@ -37,6 +39,7 @@ struct AttnCase {
   int B = 1, T = 1, H = 1, D = 64;
   float scale = 0.12f;
   int window = 0;
+  int block = 0;             // window_block: 0 = token windows, else whole blocks of this many keys
   std::vector<int32_t> doc;  // (B, T) or empty
   float qk_range = 2.0f;     // q, k uniform in [-qk_range, qk_range]
   bool with_max_logit = true;
@@ -44,8 +47,9 @@ struct AttnCase {
 
   std::string describe() const {
     std::ostringstream s;
-    s << gpu::attention_kernel_name(kernel) << " B=" << B << " T=" << T << " H=" << H << " D=" << D << " scale=" << scale << " window=" << window
-      << " doc=" << (doc.empty() ? "none" : "yes") << " qk_range=" << qk_range;
+    s << gpu::attention_kernel_name(kernel) << " B=" << B << " T=" << T << " H=" << H << " D=" << D
+      << " scale=" << scale << " window=" << window << " block=" << block << " doc=" << (doc.empty() ? "none" : "yes")
+      << " qk_range=" << qk_range;
     return s.str();
   }
 };
@@ -132,7 +136,7 @@ void check_case(const AttnCase& c, uint64_t seed) {
   const auto k = random_bf16(n, seed + 1, -c.qk_range, c.qk_range);
   const auto v = random_bf16(n, seed + 2);
   const auto dout = random_bf16(n, seed + 3);
-  const cpu::AttentionMask mask{c.window, c.doc.empty() ? nullptr : c.doc.data()};
+  const cpu::AttentionMask mask{c.window, c.doc.empty() ? nullptr : c.doc.data(), c.block};
 
   std::vector<float> out_ref(n), probs(rows * c.T), max_ref_f(c.H);
   cpu::attention_forward(out_ref.data(), probs.data(), q.data(), k.data(), v.data(), c.B, c.T, c.H, c.D, c.scale,
@@ -152,7 +156,7 @@ void check_case(const AttnCase& c, uint64_t seed) {
   float* max_logit = c.with_max_logit ? d_max.get() : nullptr;
 
   gpu::attention_forward(d_out.get(), d_lse.get(), max_logit, d_q.get(), d_k.get(), d_v.get(), c.B, c.T, c.H, c.D,
-                         c.scale, c.window, doc, nullptr, c.kernel);
+                         c.scale, c.window, c.block, doc, nullptr, c.kernel);
   const auto out = d_out.download();
   const auto lse = d_lse.download();
   const auto max_logit_got = d_max.download();
@@ -166,8 +170,8 @@ void check_case(const AttnCase& c, uint64_t seed) {
 
   auto backward = [&] {
     gpu::attention_backward(d_dq.get(), d_dk.get(), d_dv.get(), d_dout.get(), d_out.get(), d_lse.get(), d_q.get(),
-                            d_k.get(), d_v.get(), c.B, c.T, c.H, c.D, c.scale, c.window, doc, d_scratch.get(),
-                            nullptr, c.kernel);
+                            d_k.get(), d_v.get(), c.B, c.T, c.H, c.D, c.scale, c.window, c.block, doc,
+                            d_scratch.get(), nullptr, c.kernel);
     return std::make_tuple(d_dq.download_bits(), d_dk.download_bits(), d_dv.download_bits());
   };
   const auto [dq_bits, dk_bits, dv_bits] = backward();
@@ -185,7 +189,7 @@ void check_case(const AttnCase& c, uint64_t seed) {
   require_same_bits(dk_bits, dk2, "dk rerun");
   require_same_bits(dv_bits, dv2, "dv rerun");
   gpu::attention_forward(d_out.get(), d_lse.get(), max_logit, d_q.get(), d_k.get(), d_v.get(), c.B, c.T, c.H, c.D,
-                         c.scale, c.window, doc, nullptr, c.kernel);
+                         c.scale, c.window, c.block, doc, nullptr, c.kernel);
   require_same_bits(d_out.download(), out, "out rerun");
   require_same_bits(d_lse.download(), lse, "lse rerun");
   require_same_bits(d_max.download(), max_logit_got, "max_logit rerun");
@@ -250,19 +254,26 @@ TEST_CASE("gpu attention matches the CPU: full causal", "[gpu][attention]") {
       }
 }
 
+// Case number i of a sweep: the head dim cycles through kHeadDims and the
+// scale alternates between 0.12 and 1/sqrt(D) (0.12 first with twelve_first).
+AttnCase sweep_case(int i, int B, int T, int H, int window, int block, bool twelve_first) {
+  AttnCase c;
+  c.B = B;
+  c.T = T;
+  c.H = H;
+  c.D = kHeadDims[i % kHeadDims.size()];
+  c.scale = (i % 2 == 0) == twelve_first ? 0.12f : inv_sqrt(c.D);
+  c.window = window;
+  c.block = block;
+  return c;
+}
+
 TEST_CASE("gpu attention matches the CPU: sliding windows", "[gpu][attention]") {
   uint64_t seed = 1000;
   int i = 0;
   for (int window : {1, 3, 64, 100, 1000})
     for (int T : kSeqLens) {
-      AttnCase c;
-      c.B = 1;
-      c.T = T;
-      c.H = 3;
-      c.D = kHeadDims[i % kHeadDims.size()];
-      c.scale = i % 2 ? 0.12f : inv_sqrt(c.D);
-      c.window = window;
-      ++i;
+      AttnCase c = sweep_case(i++, 1, T, 3, window, 0, false);
       check_all_kernels(c, seed += 10);
     }
 }
@@ -272,18 +283,68 @@ TEST_CASE("gpu attention matches the CPU: document masks", "[gpu][attention]") {
   int i = 0;
   for (int T : kSeqLens)
     for (int window : {0, 3, 100}) {
-      AttnCase c;
-      c.B = 2;
-      c.T = T;
-      c.H = 2;
-      c.D = kHeadDims[i % kHeadDims.size()];
-      c.scale = i % 2 ? inv_sqrt(c.D) : 0.12f;
-      c.window = window;
+      AttnCase c = sweep_case(i, 2, T, 2, window, 0, true);
       c.doc = random_documents(c.B, T, seed);
       c.with_max_logit = i % 4 != 3;
       ++i;
       check_all_kernels(c, seed += 10);
     }
+}
+
+TEST_CASE("gpu attention matches the CPU: block windows", "[gpu][attention][window_block]") {
+  // Query t sees key j when floor(t/b) - floor(j/b) < window/b: window edges fall on block edges,
+  // which need not be tile edges (tiles of 32 on CUDA cores, 64 and 32 on tensor cores); T is
+  // mostly not a multiple of b. One block (window = b) sees only its own block's past.
+  uint64_t seed = 5000;
+  int i = 0;
+  for (int block : {16, 32})
+    for (int blocks_in_window : {1, 2, 3, 5})
+      for (int T : {7, 50, 129, 300}) {
+        AttnCase c = sweep_case(i, 1 + i % 2, T, 2, block * blocks_in_window, block, false);
+        ++i;
+        check_all_kernels(c, seed += 10);
+      }
+}
+
+TEST_CASE("gpu attention matches the CPU: block windows with document masks", "[gpu][attention][window_block]") {
+  uint64_t seed = 6000;
+  int i = 0;
+  for (int block : {16, 32})
+    for (int blocks_in_window : {1, 3})
+      for (int T : {65, 200, 300}) {
+        AttnCase c = sweep_case(i, 2, T, 2, block * blocks_in_window, block, true);
+        c.doc = random_documents(c.B, T, seed);
+        c.with_max_logit = i % 3 != 2;
+        ++i;
+        check_all_kernels(c, seed += 10);
+      }
+}
+
+TEST_CASE("gpu attention: a block size with window 0 is full causal, bit for bit", "[gpu][attention][window_block]") {
+  // window 0 ignores the block size: the same kernels run on the same mask.
+  for (auto kernel : {gpu::AttentionKernel::kCudaCores, gpu::AttentionKernel::kTensorCores}) {
+    INFO(gpu::attention_kernel_name(kernel));
+    const int B = 1, T = 130, H = 2, D = 64;
+    const size_t n = static_cast<size_t>(B) * T * H * D;
+    DeviceBf16 q(random_bf16(n, 1)), k(random_bf16(n, 2)), v(random_bf16(n, 3)), dout(random_bf16(n, 4));
+    DeviceBf16 out(n), dq(n), dk(n), dv(n);
+    DeviceArray<float> lse(static_cast<size_t>(B) * H * T), scratch(gpu::attention_backward_scratch_floats(B, T, H));
+    auto run = [&](int block) {
+      gpu::attention_forward(out.get(), lse.get(), nullptr, q.get(), k.get(), v.get(), B, T, H, D, 0.12f, 0, block,
+                             nullptr, nullptr, kernel);
+      gpu::attention_backward(dq.get(), dk.get(), dv.get(), dout.get(), out.get(), lse.get(), q.get(), k.get(),
+                              v.get(), B, T, H, D, 0.12f, 0, block, nullptr, scratch.get(), nullptr, kernel);
+      return std::make_tuple(out.download_bits(), lse.download(), dq.download_bits(), dk.download_bits(),
+                             dv.download_bits());
+    };
+    const auto [out0, lse0, dq0, dk0, dv0] = run(0);
+    const auto [out1, lse1, dq1, dk1, dv1] = run(16);
+    require_same_bits(out0, out1, "out");
+    require_same_bits(lse0, lse1, "lse");
+    require_same_bits(dq0, dq1, "dq");
+    require_same_bits(dk0, dk1, "dk");
+    require_same_bits(dv0, dv1, "dv");
+  }
 }
 
 TEST_CASE("gpu attention matches the CPU: unusual shapes and sharp softmax", "[gpu][attention]") {
@@ -340,18 +401,39 @@ TEST_CASE("gpu attention, tensor cores: long sequences over many tiles", "[gpu][
   }
 }
 
+TEST_CASE("gpu attention, tensor cores: long sequences with block windows", "[gpu][attention][window_block]") {
+  // The speedrun's block of 128 (two tensor-core tiles) and a block of 48 (not a divisor of the tiles):
+  // block edges inside tiles, windows of several blocks, with and without documents.
+  uint64_t seed = 7000;
+  for (int D : {64, 128})
+    for (auto [block, window] : {std::pair{128, 384}, std::pair{48, 144}}) {
+      AttnCase c;
+      c.B = 1;
+      c.T = 1030;
+      c.H = 2;
+      c.D = D;
+      c.scale = 0.12f;
+      c.window = window;
+      c.block = block;
+      c.kernel = gpu::AttentionKernel::kTensorCores;
+      check_case(c, seed += 10);
+      c.doc = random_documents(c.B, c.T, seed);
+      check_case(c, seed += 10);
+    }
+}
+
 TEST_CASE("gpu attention, tensor cores: unsupported head dims and misaligned tensors are refused", "[gpu][attention]") {
   const auto tc = gpu::AttentionKernel::kTensorCores;
   DeviceBf16 x(4 * 128), y(4 * 128 + 8);  // inputs; outputs, y.get() + 1 misaligned
   DeviceArray<float> lse(4);
   REQUIRE_THROWS_AS(gpu::attention_forward(y.get(), lse.get(), nullptr, x.get(), x.get(), x.get(), 1, 4, 1, 32, 1.0f,
-                                           0, nullptr, nullptr, tc),
+                                           0, 0, nullptr, nullptr, tc),
                     std::invalid_argument);
   REQUIRE_THROWS_AS(gpu::attention_forward(y.get() + 1, lse.get(), nullptr, x.get(), x.get(), x.get(), 1, 4, 1, 64,
-                                           1.0f, 0, nullptr, nullptr, tc),
+                                           1.0f, 0, 0, nullptr, nullptr, tc),
                     std::invalid_argument);
   // auto never refuses: it falls back to the CUDA cores for these.
-  gpu::attention_forward(y.get() + 1, lse.get(), nullptr, x.get(), x.get(), x.get(), 1, 4, 1, 64, 1.0f, 0, nullptr,
+  gpu::attention_forward(y.get() + 1, lse.get(), nullptr, x.get(), x.get(), x.get(), 1, 4, 1, 64, 1.0f, 0, 0, nullptr,
                          nullptr, gpu::AttentionKernel::kAuto);
   CUDA_CHECK(cudaDeviceSynchronize());
   REQUIRE(gpu::parse_attention_kernel("tensor_cores") == tc);
@@ -364,22 +446,32 @@ TEST_CASE("gpu attention rejects bad sizes and empty inputs write max_logit", "[
   for (int D : {0, 3, 130}) {
     INFO("D=" << D);
     REQUIRE_THROWS_AS(gpu::attention_forward(x.get(), lse.get(), nullptr, x.get(), x.get(), x.get(), 1, 1, 1, D, 1.0f,
-                                             0, nullptr, nullptr),
+                                             0, 0, nullptr, nullptr),
                       std::invalid_argument);
   }
   REQUIRE_THROWS_AS(gpu::attention_forward(x.get(), lse.get(), nullptr, x.get(), x.get(), x.get(), 1, 1, 1, 64, 1.0f,
-                                           -1, nullptr, nullptr),
+                                           -1, 0, nullptr, nullptr),
+                    std::invalid_argument);
+  // block windows: the block size must be >= 0 and divide the window
+  REQUIRE_THROWS_AS(gpu::attention_forward(x.get(), lse.get(), nullptr, x.get(), x.get(), x.get(), 1, 1, 1, 64, 1.0f,
+                                           32, -16, nullptr, nullptr),
+                    std::invalid_argument);
+  REQUIRE_THROWS_AS(gpu::attention_forward(x.get(), lse.get(), nullptr, x.get(), x.get(), x.get(), 1, 1, 1, 64, 1.0f,
+                                           40, 16, nullptr, nullptr),
                     std::invalid_argument);
   REQUIRE_THROWS_AS(gpu::attention_backward(x.get(), x.get(), x.get(), x.get(), x.get(), lse.get(), x.get(), x.get(),
-                                            x.get(), 1, 1, 1, 64, 1.0f, 0, nullptr, nullptr, nullptr),
+                                            x.get(), 1, 1, 1, 64, 1.0f, 8, 16, nullptr, nullptr, nullptr),
+                    std::invalid_argument);
+  REQUIRE_THROWS_AS(gpu::attention_backward(x.get(), x.get(), x.get(), x.get(), x.get(), lse.get(), x.get(), x.get(),
+                                            x.get(), 1, 1, 1, 64, 1.0f, 0, 0, nullptr, nullptr, nullptr),
                     std::invalid_argument);
   // T = 0: nothing to attend to, max_logit = -inf (written, not left as is).
-  gpu::attention_forward(nullptr, nullptr, max_logit.get(), nullptr, nullptr, nullptr, 1, 0, 2, 64, 1.0f, 0, nullptr,
+  gpu::attention_forward(nullptr, nullptr, max_logit.get(), nullptr, nullptr, nullptr, 1, 0, 2, 64, 1.0f, 0, 0, nullptr,
                          nullptr);
   const auto m = max_logit.download();
   REQUIRE(m[0] == -std::numeric_limits<float>::infinity());
   REQUIRE(m[1] == -std::numeric_limits<float>::infinity());
   REQUIRE(gpu::attention_backward_scratch_floats(2, 0, 3) == 0);
   gpu::attention_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 2, 0, 3, 64,
-                          1.0f, 0, nullptr, nullptr, nullptr);
+                          1.0f, 0, 0, nullptr, nullptr, nullptr);
 }

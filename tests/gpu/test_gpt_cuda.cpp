@@ -1,11 +1,14 @@
 // The whole GPU model against the CPU reference model (Gpt<float>) on the
 // same bf16-exact parameters and the same tokens: loss, logits, per-head max
 // attention logits and every parameter's gradient, for every feature on and
-// for the other side of each switch. Tolerances (bf16 activations through
-// every layer, fp32 accumulation): loss 2e-2 relative; logits and gradients by
-// relative Frobenius error per tensor, 5e-2, with a floor of 1e-3 of the
-// typical gradient size for tensors whose gradient is near zero. Reruns give
-// the same bits. Training: 10 steps on the GPU follow the CPU's losses.
+// for the other side of each switch, and for the later records' features
+// (value embeddings with shared tables, lerp and weighted value mixes,
+// attention-free blocks, half-truncated RoPE, block windows). Tolerances
+// (bf16 activations through every layer, fp32 accumulation): loss 2e-2
+// relative; logits and gradients by relative Frobenius error per tensor,
+// 5e-2, with a floor of 1e-3 of the typical gradient size for tensors whose
+// gradient is near zero. Reruns give the same bits. Training: 10 steps on the
+// GPU follow the CPU's losses.
 #include <cmath>
 
 #include "backend/cuda/gpt_cuda.h"
@@ -36,6 +39,29 @@ ModelConfig gpu_sized(ModelConfig m) {
   m.n_head = 4;
   m.mlp_hidden = 96;
   m.max_seq_len = 32;
+  return m;
+}
+
+// The later records' features on top of every earlier one (head dim 16):
+// six layers, value embeddings from two tables instead of the value residual,
+// each table shared by two layers (0 and 5, 1 and 4), layer 2 with attention
+// but no table and layer 3 without attention; half-truncated RoPE (the
+// frequencies of the upper half of each head are 0); windows of whole 3-token
+// blocks (T = 20 is not a multiple of 3) under a document mask. `mix`: the
+// value mix, weighted (layer 2 keeps l0 v) or lerp (layer 2 has no lambda).
+ModelConfig value_embedding_model(const std::string& mix) {
+  ModelConfig m = gpu_sized(test::all_features_model());
+  m.n_layer = 6;
+  m.value_residual = false;
+  m.value_embeds = 2;
+  m.value_embed_layers = {0, 1, -1, -1, 1, 0};
+  m.value_mix = mix;
+  m.attention_free_layers = {3};
+  m.rope_frequencies = "half_truncated";
+  m.rope_base = 1024;
+  m.window_block = 3;
+  m.attn_window = {0, 6, 3, 0, 9, 6};
+  m.document_mask = true;
   return m;
 }
 
@@ -127,8 +153,51 @@ TEST_CASE("gpu model: tensor-core attention (head dim 64) matches the CPU model"
   compare_with_cpu(m, "tensor cores, document mask, windows 0/5/1/12");
 }
 
-TEST_CASE("gpu model: each block's gradients are final when the backward reports them", "[gpu][model]") {
-  const ModelConfig cfg = gpu_sized(test::all_features_model());
+TEST_CASE("gpu model: value embeddings, attention-free blocks, half-truncated RoPE and block windows match the CPU",
+          "[gpu][model][value_embeds]") {
+  compare_with_cpu(value_embedding_model("weighted"), "value embeddings weighted, attention-free layer 3, blocks of 3");
+  compare_with_cpu(value_embedding_model("lerp"), "value embeddings lerp, attention-free layer 3, blocks of 3");
+  compare_with_cpu(gpu_sized(test::value_embed_model()), "the CPU tests' value-embedding model (blocks of 2)");
+  ModelConfig m = value_embedding_model("weighted");
+  m.attention_free_layers = {};
+  m.value_embed_layers = {0, 1, -1, 1, 1, 0};  // table 1 in three layers
+  m.window_block = 4;
+  m.attn_window = {8};
+  m.document_mask = false;
+  compare_with_cpu(m, "value embeddings weighted, table 1 in three layers, every window 2 blocks of 4, no documents");
+  m = value_embedding_model("lerp");
+  m.attention_free_layers = {0, 3};  // the first block without attention
+  m.value_embed_layers = {-1, 1, 0, -1, 1, 0};
+  m.window_block = 0;  // token windows, standard RoPE
+  m.rope_frequencies = "standard";
+  m.attn_window = {0, 6, 3, 0, 9, 6};
+  compare_with_cpu(m, "value embeddings lerp, attention-free layers 0 and 3, token windows");
+}
+
+TEST_CASE("gpu model: the value residual with weighted lambdas matches the CPU", "[gpu][model][value_embeds]") {
+  ModelConfig m = gpu_sized(test::all_features_model());
+  m.value_mix = "weighted";  // layer 0 mixes its own V: v = (l0 + l1) v_raw
+  compare_with_cpu(m, "value residual weighted");
+  m.attention_free_layers = {2};
+  m.window_block = 2;
+  m.attn_window = {4, 2, 0, 6};
+  m.document_mask = true;
+  compare_with_cpu(m, "value residual weighted, attention-free layer 2, blocks of 2");
+}
+
+TEST_CASE("gpu model: tensor-core attention with value embeddings and block windows matches the CPU",
+          "[gpu][model][value_embeds]") {
+  ModelConfig m = value_embedding_model("weighted");
+  m.d_model = 128;
+  m.n_head = 2;  // head dim 64
+  m.attention_kernel = "tensor_cores";
+  compare_with_cpu(m, "tensor cores, value embeddings weighted, blocks of 3");
+}
+
+namespace {
+
+void check_layer_grads_hook(const ModelConfig& cfg, const std::string& label) {
+  INFO("variant: " << label);
   const int B = 2, T = 20, N = B * T;
   GptCuda model(cfg, B, T);
   model.set_params(random_bf16(model.table().total(), 3, -0.3f, 0.3f));
@@ -164,6 +233,15 @@ TEST_CASE("gpu model: each block's gradients are final when the backward reports
                                                                                  copy.begin() + g.end);
     require_same_bits(b, a, "snapshot vs final gradients");
   }
+}
+
+}  // namespace
+
+TEST_CASE("gpu model: each block's gradients are final when the backward reports them", "[gpu][model]") {
+  check_layer_grads_hook(gpu_sized(test::all_features_model()), "all features");
+  ModelConfig m = value_embedding_model("weighted");
+  m.document_mask = false;  // the hook test's forward has no document ids
+  check_layer_grads_hook(m, "value embeddings, attention-free layer, block windows");
 }
 
 TEST_CASE("gpu training: 10 Muon + AdamW steps follow the CPU's losses", "[gpu][model][train]") {

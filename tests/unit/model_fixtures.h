@@ -48,6 +48,28 @@ inline ModelConfig all_features_model() {
   return m;
 }
 
+// The FlexAttention-era block (records #15-#18): value embeddings (two
+// tables, one shared by two layers, layers without one) mixed with two
+// lambdas, an attention-free block, half-truncated RoPE (head dim 8), whole-
+// block windows of 2-token blocks and document masks, on the all-features base
+// without the value residual.
+inline ModelConfig value_embed_model() {
+  ModelConfig m = all_features_model();
+  m.n_layer = 5;
+  m.d_model = 16;
+  m.value_residual = false;
+  m.value_embeds = 2;
+  m.value_embed_layers = {0, 1, -1, 1, 0};
+  m.value_mix = "weighted";
+  m.attention_free_layers = {2};
+  m.rope_frequencies = "half_truncated";
+  m.rope_base = 1024;
+  m.window_block = 2;
+  m.attn_window = {0, 4, 2, 2, 4};
+  m.document_mask = true;
+  return m;
+}
+
 // The other side of the switches that change the block's structure:
 // LayerNorm, GELU, learned positions, separate q/k/v, tied head, padded logits
 // masked, no softcap.

@@ -55,6 +55,25 @@ TEST_CASE("model gradients, document mask and per-layer sliding windows", "[mode
   check_model_gradients(m, "document mask, windows 0/2/1/3");
 }
 
+TEST_CASE("model gradients, value embeddings, attention-free block, block windows", "[model][gradcheck]") {
+  check_model_gradients(value_embed_model(), "value embeddings (weighted), attention-free layer 2, block windows");
+  {
+    ModelConfig m = value_embed_model();
+    m.value_mix = "lerp";  // record #14's form: lambdas only where a table feeds V
+    m.value_embed_layers = {0, -1, -1, 1, 0};
+    m.attention_free_layers = {1, 2};
+    m.document_mask = false;
+    check_model_gradients(m, "value embeddings (lerp), two attention-free layers");
+  }
+  {
+    ModelConfig m = all_features_model();
+    m.value_mix = "weighted";  // the value residual with two lambdas
+    m.window_block = 2;
+    m.attn_window = {2, 4, 0, 2};
+    check_model_gradients(m, "value residual (weighted), block windows");
+  }
+}
+
 TEST_CASE("model gradients, switch variants", "[model][gradcheck]") {
   {
     check_model_gradients(other_switches(all_features_model()), kOtherSwitches);

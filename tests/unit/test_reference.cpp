@@ -2,6 +2,9 @@
 // float64): logits, loss and every gradient of one batch, then the losses of
 // ten Muon + AdamW steps and the parameters they end with. Run in double
 // (differences only from summation order) and in float (fp32 tolerances).
+// Fixtures: all_features and gpt2_style (the dense-attention era's switches),
+// value_embeds (records #15-#18: value embeddings with weighted mixing, an
+// attention-free block, half-truncated RoPE, whole-block windows, documents).
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -53,9 +56,16 @@ void check_fixture(const std::string& name, const Tolerances& tol) {
   load_params(model, fx.at("params"));
   const auto tokens = fx.at("tokens").get<std::vector<int32_t>>();
   const auto targets = fx.at("targets").get<std::vector<int32_t>>();
+  // document ids, in fixtures of models with model.document_mask
+  auto doc_ids_of = [](const json& j) {
+    return j.contains("doc_ids") ? j.at("doc_ids").get<std::vector<int32_t>>() : std::vector<int32_t>{};
+  };
+  auto data_or_null = [](const std::vector<int32_t>& v) { return v.empty() ? nullptr : v.data(); };
+  const auto doc_ids = doc_ids_of(fx);
+  REQUIRE(doc_ids.empty() != cfg.model.document_mask);
 
   model.zero_grad();
-  const double loss = model.forward(tokens.data(), targets.data(), B, Tn);
+  const double loss = model.forward(tokens.data(), targets.data(), B, Tn, data_or_null(doc_ids));
   const size_t n_logits = static_cast<size_t>(B) * Tn * cfg.model.padded_vocab_size;
   std::vector<double> logits(model.logits(), model.logits() + n_logits);
   require_close(logits, as_vector(fx.at("logits")), tol.logits.rtol, tol.logits.atol, name + " logits");
@@ -76,8 +86,9 @@ void check_fixture(const std::string& name, const Tolerances& tol) {
   for (int step = 0; step < cfg.train.steps; ++step) {
     const auto tok = batches[step].at("tokens").get<std::vector<int32_t>>();
     const auto tgt = batches[step].at("targets").get<std::vector<int32_t>>();
+    const auto docs = doc_ids_of(batches[step]);
     model.zero_grad();
-    losses.push_back(model.forward(tok.data(), tgt.data(), B, Tn));
+    losses.push_back(model.forward(tok.data(), tgt.data(), B, Tn, data_or_null(docs)));
     model.backward(static_cast<T>(1.0 / (B * Tn)));
     optimizer.step(model.params().data(), model.grads().data(), step);
   }
@@ -97,10 +108,16 @@ TEST_CASE("CPU engine in double matches the PyTorch reference", "[reference]") {
   const Tolerances tol{{1e-9, 1e-11}, {1e-8, 1e-11}, {1e-9, 0}, {1e-8, 1e-10}};
   SECTION("all features") { check_fixture<double>("all_features", tol); }
   SECTION("gpt2 style") { check_fixture<double>("gpt2_style", tol); }
+  SECTION("value embeddings, attention-free block, block windows, documents") {
+    check_fixture<double>("value_embeds", tol);
+  }
 }
 
 TEST_CASE("CPU engine in float matches the PyTorch reference within fp32 tolerance", "[reference]") {
   const Tolerances tol{{1e-5, 1e-5}, {1e-3, 2e-6}, {1e-5, 0}, {1e-3, 1e-4}};
   SECTION("all features") { check_fixture<float>("all_features", tol); }
   SECTION("gpt2 style") { check_fixture<float>("gpt2_style", tol); }
+  SECTION("value embeddings, attention-free block, block windows, documents") {
+    check_fixture<float>("value_embeds", tol);
+  }
 }

@@ -116,13 +116,14 @@ GpuAttentionTiming time_attention_gpu(int B, int T, int H, int D, int window, co
     doc_ptr = docs.get();
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  const int window_block = 0;  // token windows (the bench's cases have no block size)
   auto forward = [&] {
     gpu::attention_forward(out.get(), lse.get(), /*max_logit=*/nullptr, q.get(), k.get(), v.get(), B, T, H, D, scale,
-                           window, doc_ptr, s, kernel);
+                           window, window_block, doc_ptr, s, kernel);
   };
   auto backward = [&] {
     gpu::attention_backward(dq.get(), dk.get(), dv.get(), dout.get(), out.get(), lse.get(), q.get(), k.get(), v.get(),
-                            B, T, H, D, scale, window, doc_ptr, scratch.get(), s, kernel);
+                            B, T, H, D, scale, window, window_block, doc_ptr, scratch.get(), s, kernel);
   };
   for (int i = 0; i < warmup; ++i) {
     forward();

@@ -226,9 +226,13 @@ void DeviceOptimizer::Impl::setup_qk_clip(const std::string& source) {
   std::vector<gpu::QkClipLayer> layers;
   for (int l = 0; l < n_layer; ++l) {
     const auto [wq, wk, bq, bk, q0, k0] = qk_params(table, l);
+    if (!wq) {  // attention-free block: its entry keeps the layer index of the max-logit rows
+      layers.push_back(gpu::QkClipLayer{-1, -1, -1, -1});
+      continue;
+    }
     const int C = wq->cols();
     MUONGPT_CHECK(C % n_head == 0, "QK-clip: d_model ", C, " is not divisible by ", n_head, " heads");
-    if (l > 0) MUONGPT_CHECK(C == qk_cols, "QK-clip: layers of different widths");
+    if (qk_cols > 0) MUONGPT_CHECK(C == qk_cols, "QK-clip: layers of different widths");
     qk_cols = C;
     head_dim = C / n_head;
     gpu::QkClipLayer L;

@@ -118,6 +118,9 @@ struct ModelBuffers {
 
   ParamOffsets offsets;  // where each parameter sits in params (kAbsentParam = absent)
 
+  // Attention-free blocks (model.attention_free_layers) have no attention
+  // buffers: h1 .. x_attn and n1_*, q_rstd, k_rstd, lse are null there, and
+  // their MLP reads the block input in place of x_attn.
   struct LayerActs {
     bf16 *x_in, *x_skip, *x_mix, *h1, *qkv, *q_raw, *k_raw, *v_raw, *q_mid, *k_mid, *q, *k, *v;
     bf16 *att, *attn_out, *x_attn, *h2, *fc, *act;
@@ -132,11 +135,13 @@ struct ModelBuffers {
   bf16 *emb = nullptr, *x0 = nullptr, *x_final = nullptr, *hf = nullptr, *logits = nullptr;
   float *embn_mean = nullptr, *embn_rstd = nullptr, *nf_mean = nullptr, *nf_rstd = nullptr;
   float *losses = nullptr, *lse = nullptr, *max_logits = nullptr;
+  std::vector<bf16*> value_embeds;  // (N, C) per value-embedding table: its rows for the batch's tokens
   std::vector<LayerActs> acts;
   // backward work buffers
   bf16 *dres = nullptr, *dhf = nullptr, *dx0 = nullptr, *dv_first = nullptr, *dh = nullptr, *dfc = nullptr,
        *dact = nullptr, *dqkv = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr, *datt = nullptr,
        *dattn_out = nullptr, *dtmp = nullptr;
+  bf16* dve = nullptr;       // c * dv of one layer, scattered into its value-embedding table's gradient
   std::vector<bf16*> dskip;  // per boundary, for U-net skips (null when unused)
   float *norm_scratch = nullptr, *mix_scratch = nullptr, *attn_scratch = nullptr;
 
@@ -155,6 +160,8 @@ struct ModelBuffers {
     if (max_batch < 1 || max_seq < 1) fail("GptCuda: batch ", max_batch, "x", max_seq, " is empty");
     if (cfg.pos_embedding == "learned" && max_seq > cfg.max_seq_len)
       fail("GptCuda: sequence length ", max_seq, " exceeds model.max_seq_len = ", cfg.max_seq_len);
+    if (cfg.value_residual && L > 0 && !cfg.has_attention(0))
+      fail("GptCuda: model.value_residual needs attention in layer 0 (its V is the residual's source)");
     offsets = param_offsets(table, cfg);
   }
 
@@ -167,6 +174,38 @@ struct ModelBuffers {
     const int enc = L / 2, i = layer - enc;
     if (i < 0 || i >= enc) return -1;
     return enc - i;
+  }
+
+  // How block `layer` mixes V (see Gpt<T>::value_mix): v = a * v_raw + c * source.
+  //   no value_lambda        v = v_raw (learned false)
+  //   lerp                   a = 1 - l, c = l; source = layer 0's v_raw or the layer's value embedding
+  //   weighted               a = l0, c = l1; without a source (table -1) v = l0 * v_raw
+  struct ValueMix {
+    bool learned = false;          // the layer has attn.value_lambda
+    const bf16* source = nullptr;  // layer 0's v_raw, a value embedding (N, C), or null
+    int table = -1;                // value-embedding table of source, or -1
+    MixCoef a = MixCoef::constant(1.0f), c = MixCoef::constant(0.0f);
+  };
+  ValueMix value_mix(int layer) const {
+    ValueMix vm;
+    if (!cfg.has_value_lambda(layer)) return vm;
+    vm.learned = true;
+    const int t = cfg.value_embed_table(layer);
+    if (cfg.value_residual) {
+      vm.source = acts[0].v_raw;
+    } else if (t >= 0) {
+      vm.source = value_embeds[static_cast<size_t>(t)];
+      vm.table = t;
+    }
+    const float* lam = p32(offsets.blocks[static_cast<size_t>(layer)].value_lambda);
+    if (cfg.value_mix == "weighted") {
+      vm.a = MixCoef::learned(lam);
+      vm.c = vm.source ? MixCoef::learned(lam + 1) : MixCoef::constant(0.0f);
+    } else {
+      vm.a = MixCoef::one_minus(lam);
+      vm.c = MixCoef::learned(lam);
+    }
+    return vm;
   }
 
   void layout(Arena& a) {
@@ -190,31 +229,35 @@ struct ModelBuffers {
       embn_rstd = a.take<float>(N);
       if (layernorm) embn_mean = a.take<float>(N);
     }
+    value_embeds.assign(static_cast<size_t>(std::max(cfg.value_embeds, 0)), nullptr);
+    for (bf16*& ve : value_embeds) ve = a.take<bf16>(NC);
     acts.assign(L, LayerActs{});
     for (int l = 0; l < L; ++l) {
       LayerActs& s = acts[l];
       s.x_in = a.take<bf16>(NC);
       s.x_skip = skip_source(l) >= 0 ? a.take<bf16>(NC) : nullptr;
       s.x_mix = cfg.x0_shortcut ? a.take<bf16>(NC) : nullptr;
-      s.h1 = a.take<bf16>(NC);
-      s.n1_rstd = a.take<float>(N);
-      s.n1_mean = layernorm ? a.take<float>(N) : nullptr;
-      s.qkv = a.take<bf16>(3 * NC);
-      s.q_raw = a.take<bf16>(NC);
-      s.k_raw = a.take<bf16>(NC);
-      s.v_raw = a.take<bf16>(NC);
-      const bool mid = cfg.qk_norm && cfg.qk_norm_position == "after_rope" && rope;
-      s.q_mid = mid ? a.take<bf16>(NC) : nullptr;
-      s.k_mid = mid ? a.take<bf16>(NC) : nullptr;
-      s.q_rstd = cfg.qk_norm ? a.take<float>(N * H) : nullptr;
-      s.k_rstd = cfg.qk_norm ? a.take<float>(N * H) : nullptr;
-      s.q = a.take<bf16>(NC);
-      s.k = a.take<bf16>(NC);
-      s.v = a.take<bf16>(NC);
-      s.att = a.take<bf16>(NC);
-      s.lse = a.take<float>(N * H);
-      s.attn_out = a.take<bf16>(NC);
-      s.x_attn = a.take<bf16>(NC);
+      if (cfg.has_attention(l)) {
+        s.h1 = a.take<bf16>(NC);
+        s.n1_rstd = a.take<float>(N);
+        s.n1_mean = layernorm ? a.take<float>(N) : nullptr;
+        s.qkv = a.take<bf16>(3 * NC);
+        s.q_raw = a.take<bf16>(NC);
+        s.k_raw = a.take<bf16>(NC);
+        s.v_raw = a.take<bf16>(NC);
+        const bool mid = cfg.qk_norm && cfg.qk_norm_position == "after_rope" && rope;
+        s.q_mid = mid ? a.take<bf16>(NC) : nullptr;
+        s.k_mid = mid ? a.take<bf16>(NC) : nullptr;
+        s.q_rstd = cfg.qk_norm ? a.take<float>(N * H) : nullptr;
+        s.k_rstd = cfg.qk_norm ? a.take<float>(N * H) : nullptr;
+        s.q = a.take<bf16>(NC);
+        s.k = a.take<bf16>(NC);
+        s.v = a.take<bf16>(NC);
+        s.att = a.take<bf16>(NC);
+        s.lse = a.take<float>(N * H);
+        s.attn_out = a.take<bf16>(NC);
+        s.x_attn = a.take<bf16>(NC);
+      }
       s.h2 = a.take<bf16>(NC);
       s.n2_rstd = a.take<float>(N);
       s.n2_mean = layernorm ? a.take<float>(N) : nullptr;
@@ -234,6 +277,7 @@ struct ModelBuffers {
     dhf = a.take<bf16>(NC);
     dx0 = a.take<bf16>(NC);
     dv_first = cfg.value_residual ? a.take<bf16>(NC) : nullptr;
+    dve = cfg.value_embeds > 0 ? a.take<bf16>(NC) : nullptr;
     dh = a.take<bf16>(NC);
     dfc = a.take<bf16>(N * F);
     dact = a.take<bf16>(N * F);
@@ -330,6 +374,36 @@ struct GptCuda::Impl : ModelBuffers {
     }
   }
   const int32_t* docs() const { return cfg.document_mask ? doc_ids : nullptr; }
+
+  // Backward of block l's value mix v = a v_raw + c source (value_mix(l)), in
+  // place on dv (dv = dL/dv in, dL/dv_raw out), as Gpt<T>::backward:
+  //   lerp      dl  += sum dv (source - v_raw)
+  //   weighted  dl0 += sum dv v_raw,  dl1 += sum dv source  (with a source)
+  //   source    layer 0's v_raw: dv_first += c dv (layer 0 itself adds dv_first to its own dv_raw);
+  //             a value embedding: dve = c dv, scattered into the table's gradient right away (the
+  //             embedding backward adds into the fp32 gradient in a fixed order, so a table that
+  //             several layers share gets each layer's rows, deterministically, without a buffer).
+  void value_mix_backward(int l) {
+    const ValueMix vm = value_mix(l);
+    if (!vm.learned) return;  // v = v_raw
+    const size_t NC = static_cast<size_t>(B) * Tn * C;
+    const bool weighted = cfg.value_mix == "weighted";
+    const bool own_source = cfg.value_residual && l == 0;  // v_first is this layer's own v_raw
+    float* dlam = g(offsets.blocks[static_cast<size_t>(l)].value_lambda);
+    if (own_source && !weighted) {
+      // (1 - l) v_raw + l v_raw = v_raw: dv_raw = dv plus what later layers sent; dl is exactly 0.
+      add(dv, dv, dv_first, NC);
+      return;
+    }
+    bf16* dsource = vm.table >= 0 ? dve : (vm.source ? dv_first : nullptr);
+    float* dlam_c = weighted ? (vm.source ? dlam + 1 : nullptr) : dlam;  // lerp: both terms into the one l
+    gpu::mix_backward(dv, dsource, dlam, dlam_c, dv, acts[l].v_raw, vm.source, vm.a, vm.c, NC,
+                      /*accumulate_dx=*/false, /*accumulate_dy=*/vm.table < 0, mix_scratch, stream);
+    if (own_source) add(dv, dv, dv_first, NC);  // weighted layer 0: l0 dv + (l1 dv + later layers')
+    if (vm.table >= 0)
+      gpu::embedding_backward(g(offsets.value_embeds[static_cast<size_t>(vm.table)]), nullptr, dve, emb_ids,
+                              emb_offsets, emb_positions, num_unique, B, Tn, C, stream);
+  }
 };
 
 GptCuda::GptCuda(const ModelConfig& cfg, int max_batch, int max_seq_len)
@@ -342,7 +416,7 @@ GptCuda::GptCuda(const ModelConfig& cfg, int max_batch, int max_seq_len)
   m.layout(m.arena);  // hand out
   if (m.rope) {
     std::vector<float> cos_table, sin_table;
-    cpu::rope_tables(cos_table, sin_table, max_seq_len, m.D, cfg.rope_base);
+    cpu::rope_tables(cos_table, sin_table, max_seq_len, m.D, cfg.rope_base, cfg.rope_frequencies == "half_truncated");
     CUDA_CHECK(cudaMemcpy(m.rope_cos, cos_table.data(), cos_table.size() * sizeof(float), cudaMemcpyHostToDevice));
     CUDA_CHECK(cudaMemcpy(m.rope_sin, sin_table.data(), sin_table.size() * sizeof(float), cudaMemcpyHostToDevice));
   }
@@ -463,6 +537,9 @@ double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, in
     m.norm_forward(m.x0, m.embn_mean, m.embn_rstd, m.emb, m.offsets.embn_w, m.offsets.embn_b, N);
     x0 = m.x0;
   }
+  for (size_t t = 0; t < m.value_embeds.size(); ++t)  // each table's rows for the tokens (no positions)
+    gpu::embedding_forward(m.value_embeds[t], m.tokens, m.pb(m.offsets.value_embeds[t]), nullptr, B, Tn, m.C,
+                           m.cfg.vocab_size, s);
 
   const float scale = static_cast<float>(m.cfg.softmax_scale());
   const float branch = static_cast<float>(m.cfg.attn_residual_scale);
@@ -481,25 +558,33 @@ double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, in
       gpu::mix_forward(a.x_mix, x, x0, MixCoef::learned(lam), MixCoef::learned(lam + 1), NC, s);
       x = a.x_mix;
     }
-    // attention
-    m.norm_forward(a.h1, a.n1_mean, a.n1_rstd, x, ly.norm1_w, ly.norm1_b, N);
-    m.matmul.forward(a.qkv, a.h1, m.pb(ly.qkv_w), m.pb(ly.qkv_b), N, m.C, 3 * m.C, s);
-    split_qkv_kernel<<<blocks_for(NC), 256, 0, s>>>(a.q_raw, a.k_raw, a.v_raw, a.qkv, N, m.C);
-    CUDA_CHECK_LAUNCH("split_qkv_kernel");
-    if (m.cfg.value_residual) {
-      const float* lam = m.p32(ly.value_lambda);
-      gpu::mix_forward(a.v, a.v_raw, m.acts[0].v_raw, MixCoef::one_minus(lam), MixCoef::learned(lam), NC, s);
+    float* max_logits = m.max_logits + static_cast<size_t>(l) * m.H;
+    const bf16* x_attn = x;  // attention-free block: the MLP reads the block input
+    if (!m.cfg.has_attention(l)) {
+      CUDA_CHECK(cudaMemsetAsync(max_logits, 0, m.H * sizeof(float), s));  // no logits: 0, as the CPU model
     } else {
-      m.copy(a.v, a.v_raw, NC);
+      // attention
+      m.norm_forward(a.h1, a.n1_mean, a.n1_rstd, x, ly.norm1_w, ly.norm1_b, N);
+      m.matmul.forward(a.qkv, a.h1, m.pb(ly.qkv_w), m.pb(ly.qkv_b), N, m.C, 3 * m.C, s);
+      split_qkv_kernel<<<blocks_for(NC), 256, 0, s>>>(a.q_raw, a.k_raw, a.v_raw, a.qkv, N, m.C);
+      CUDA_CHECK_LAUNCH("split_qkv_kernel");
+      const Impl::ValueMix vm = m.value_mix(l);  // v = a v_raw + c source
+      if (vm.source)
+        gpu::mix_forward(a.v, a.v_raw, vm.source, vm.a, vm.c, NC, s);
+      else if (vm.learned)  // weighted without a source: v = l0 v_raw
+        gpu::mix_forward(a.v, a.v_raw, a.v_raw, vm.a, MixCoef::constant(0.0f), NC, s);
+      else
+        m.copy(a.v, a.v_raw, NC);
+      m.qk_forward(a.q, a.q_mid, a.q_rstd, a.q_raw);
+      m.qk_forward(a.k, a.k_mid, a.k_rstd, a.k_raw);
+      gpu::attention_forward(a.att, a.lse, max_logits, a.q, a.k, a.v, B, Tn, m.H, m.D, scale, m.cfg.window(l),
+                             m.cfg.window_block, m.docs(), s, m.attention_kernel);
+      m.matmul.forward(a.attn_out, a.att, m.pb(ly.proj_w), m.pb(ly.proj_b), N, m.C, m.C, s);
+      gpu::mix_forward(a.x_attn, x, a.attn_out, MixCoef::constant(1.0f), MixCoef::constant(branch), NC, s);
+      x_attn = a.x_attn;
     }
-    m.qk_forward(a.q, a.q_mid, a.q_rstd, a.q_raw);
-    m.qk_forward(a.k, a.k_mid, a.k_rstd, a.k_raw);
-    gpu::attention_forward(a.att, a.lse, m.max_logits + static_cast<size_t>(l) * m.H, a.q, a.k, a.v, B, Tn, m.H, m.D,
-                           scale, m.cfg.window(l), m.docs(), s, m.attention_kernel);
-    m.matmul.forward(a.attn_out, a.att, m.pb(ly.proj_w), m.pb(ly.proj_b), N, m.C, m.C, s);
-    gpu::mix_forward(a.x_attn, x, a.attn_out, MixCoef::constant(1.0f), MixCoef::constant(branch), NC, s);
     // MLP
-    m.norm_forward(a.h2, a.n2_mean, a.n2_rstd, a.x_attn, ly.norm2_w, ly.norm2_b, N);
+    m.norm_forward(a.h2, a.n2_mean, a.n2_rstd, x_attn, ly.norm2_w, ly.norm2_b, N);
     m.matmul.forward(a.fc, a.h2, m.pb(ly.fc_w), m.pb(ly.fc_b), N, m.C, m.F, s);
     const size_t NF = static_cast<size_t>(N) * m.F;
     if (m.cfg.activation == "gelu")
@@ -508,7 +593,7 @@ double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, in
       gpu::relu2_forward(a.act, a.fc, NF, s);
     bf16* next = l + 1 < m.L ? m.acts[l + 1].x_in : m.x_final;
     m.matmul.forward(next, a.act, m.pb(ly.mlp_w), m.pb(ly.mlp_b), N, m.F, m.C, s);
-    m.add(next, next, a.x_attn, NC);
+    m.add(next, next, x_attn, NC);
   }
 
   m.norm_forward(m.hf, m.nf_mean, m.nf_rstd, m.x_final, m.offsets.normf_w, m.offsets.normf_b, N);
@@ -553,6 +638,8 @@ void GptCuda::backward(float loss_scale) {
     Impl::LayerActs& a = m.acts[l];
     const int src = m.skip_source(l);
     const bf16* x_block = m.cfg.x0_shortcut ? a.x_mix : (src >= 0 ? a.x_skip : a.x_in);
+    const bool attention = m.cfg.has_attention(l);
+    const bf16* x_attn = attention ? a.x_attn : x_block;
     // MLP (dres = dL/d(block output))
     m.matmul.backward(m.dact, m.g(ly.mlp_w), m.g(ly.mlp_b), m.dres, a.act, m.pb(ly.mlp_w), N, m.F, m.C, false, s);
     if (m.cfg.activation == "gelu")
@@ -560,36 +647,25 @@ void GptCuda::backward(float loss_scale) {
     else
       gpu::relu2_backward(m.dfc, m.dact, a.fc, NF, s);
     m.matmul.backward(m.dh, m.g(ly.fc_w), m.g(ly.fc_b), m.dfc, a.h2, m.pb(ly.fc_w), N, m.C, m.F, false, s);
-    m.norm_backward(m.dres, m.dh, a.x_attn, ly.norm2_w, ly.norm2_b, a.n2_mean, a.n2_rstd, N, true);
-    // dres = dL/dx_attn; x_attn = x_block + branch * attn_out
-    gpu::mix_forward(m.dattn_out, m.dres, m.dres, MixCoef::constant(branch), MixCoef::constant(0.0f), NC, s);
-    m.matmul.backward(m.datt, m.g(ly.proj_w), m.g(ly.proj_b), m.dattn_out, a.att, m.pb(ly.proj_w), N, m.C, m.C,
-                      false, s);
-    gpu::attention_backward(m.dq, m.dk, m.dv, m.datt, a.att, a.lse, a.q, a.k, a.v, B, Tn, m.H, m.D, scale,
-                            m.cfg.window(l), m.docs(), m.attn_scratch, s, m.attention_kernel);
-    if (m.cfg.value_residual) {
-      const float* lam = m.p32(ly.value_lambda);
-      float* dlam = m.g(ly.value_lambda);
-      if (l > 0) {
-        // v = (1 - lam) v_raw + lam v_first: dv_raw = (1-lam) dv, dv_first += lam dv,
-        // dlam += sum(dv * (v_first - v_raw))
-        gpu::mix_backward(m.dv, m.dv_first, dlam, dlam, m.dv, a.v_raw, m.acts[0].v_raw, MixCoef::one_minus(lam),
-                          MixCoef::learned(lam), NC, false, true, m.mix_scratch, s);
-      } else {
-        // v_first is this layer's own v_raw: (1-lam) dv + lam dv = dv, plus what later layers sent;
-        // the lambda's gradient is exactly zero here.
-        m.add(m.dv, m.dv, m.dv_first, NC);
-      }
+    m.norm_backward(m.dres, m.dh, x_attn, ly.norm2_w, ly.norm2_b, a.n2_mean, a.n2_rstd, N, true);
+    // dres = dL/dx_attn; x_attn = x_block + branch * attn_out (= x_block in an attention-free block)
+    if (attention) {
+      gpu::mix_forward(m.dattn_out, m.dres, m.dres, MixCoef::constant(branch), MixCoef::constant(0.0f), NC, s);
+      m.matmul.backward(m.datt, m.g(ly.proj_w), m.g(ly.proj_b), m.dattn_out, a.att, m.pb(ly.proj_w), N, m.C, m.C,
+                        false, s);
+      gpu::attention_backward(m.dq, m.dk, m.dv, m.datt, a.att, a.lse, a.q, a.k, a.v, B, Tn, m.H, m.D, scale,
+                              m.cfg.window(l), m.cfg.window_block, m.docs(), m.attn_scratch, s, m.attention_kernel);
+      m.value_mix_backward(l);  // dv -> d(v_raw), the value lambdas and the source's gradient
+      // d(attention input) -> d(raw q, k); datt is free again after the attention backward
+      m.qk_backward(m.dtmp, m.dq, m.datt, a.q_mid, a.q_rstd, a.q_raw);
+      std::swap(m.dtmp, m.dq);
+      m.qk_backward(m.dtmp, m.dk, m.datt, a.k_mid, a.k_rstd, a.k_raw);
+      std::swap(m.dtmp, m.dk);
+      merge_qkv_kernel<<<blocks_for(NC), 256, 0, s>>>(m.dqkv, m.dq, m.dk, m.dv, N, m.C);
+      CUDA_CHECK_LAUNCH("merge_qkv_kernel");
+      m.matmul.backward(m.dh, m.g(ly.qkv_w), m.g(ly.qkv_b), m.dqkv, a.h1, m.pb(ly.qkv_w), N, m.C, 3 * m.C, false, s);
+      m.norm_backward(m.dres, m.dh, x_block, ly.norm1_w, ly.norm1_b, a.n1_mean, a.n1_rstd, N, true);
     }
-    // d(attention input) -> d(raw q, k); datt is free again after the attention backward
-    m.qk_backward(m.dtmp, m.dq, m.datt, a.q_mid, a.q_rstd, a.q_raw);
-    std::swap(m.dtmp, m.dq);
-    m.qk_backward(m.dtmp, m.dk, m.datt, a.k_mid, a.k_rstd, a.k_raw);
-    std::swap(m.dtmp, m.dk);
-    merge_qkv_kernel<<<blocks_for(NC), 256, 0, s>>>(m.dqkv, m.dq, m.dk, m.dv, N, m.C);
-    CUDA_CHECK_LAUNCH("merge_qkv_kernel");
-    m.matmul.backward(m.dh, m.g(ly.qkv_w), m.g(ly.qkv_b), m.dqkv, a.h1, m.pb(ly.qkv_w), N, m.C, 3 * m.C, false, s);
-    m.norm_backward(m.dres, m.dh, x_block, ly.norm1_w, ly.norm1_b, a.n1_mean, a.n1_rstd, N, true);
     // dres = dL/d(x_block)
     if (m.cfg.x0_shortcut) {
       const float* lam = m.p32(ly.x0_lambdas);

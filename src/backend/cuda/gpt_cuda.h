@@ -15,6 +15,14 @@
 // Differences from the CPU model that matter to users: attention keeps only
 // the per-row log-sum-exp (never the T x T probabilities), and the logits
 // buffer is reused for their gradient in the backward.
+//
+// Value embeddings: each forward gathers every table's rows for the batch's
+// tokens (one (N, C) bf16 buffer per table); the backward scatters each
+// layer's share (c * dv) into its table's fp32 gradient as soon as the layer
+// is done, with the deterministic embedding backward, so tables shared by
+// several layers need no extra buffer. Attention-free blocks hold no
+// attention activations. Block windows (model.window_block) are a mask rule
+// of the attention kernels.
 #pragma once
 
 #include <cuda_runtime_api.h>
