@@ -90,9 +90,9 @@ struct ModelConfig {
   bool has_attention(int layer) const;
   // Value-embedding table that layer mixes into its V, or -1.
   int value_embed_table(int layer) const;
-  // Whether layer mixes a second source into V (value residual or a value
-  // embedding), and whether it owns value-mix lambdas (attn.value_lambda).
-  bool value_source(int layer) const;
+  // Whether layer owns value-mix lambdas (attn.value_lambda): every attention
+  // layer under weighted mixing, those whose V has a source (value residual or
+  // a value embedding) under lerp.
   bool has_value_lambda(int layer) const;
 
   template <class V>

@@ -272,14 +272,10 @@ int ModelConfig::value_embed_table(int layer) const {
   return value_embed_layers.at(static_cast<size_t>(layer));
 }
 
-bool ModelConfig::value_source(int layer) const {
-  return has_attention(layer) && (value_residual || value_embed_table(layer) >= 0);
-}
-
 bool ModelConfig::has_value_lambda(int layer) const {
   if (!has_attention(layer)) return false;
   if (value_mix == "weighted") return value_residual || value_embeds > 0;
-  return value_source(layer);
+  return value_residual || value_embed_table(layer) >= 0;  // lerp: only where V has a source
 }
 
 void check_attention_windows(const ModelConfig& model, const std::vector<int>& windows) {
@@ -406,22 +402,18 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
   if (m.logit_softcap < 0) invalid(source, "model.logit_softcap", "must be >= 0");
   if (m.attn_scale && *m.attn_scale <= 0) invalid(source, "model.attn_scale", "must be positive or null");
   if (m.unet_skips && m.n_layer < 2) invalid(source, "model.unet_skips", "needs at least 2 layers");
-  if (m.pos_embedding == "rope" && m.rope_frequencies == "half_truncated" && m.head_dim() % 4 != 0)
+  if (m.pos_embedding == "rope" && m.rope_frequencies == "half_truncated" && (m.head_dim() % 4 != 0 || m.head_dim() < 8))
     invalid(source, "model.rope_frequencies",
-            str("half_truncated needs a head dimension divisible by 4, got ", m.head_dim()));
-  if (m.pos_embedding == "rope" && m.rope_frequencies == "half_truncated" && m.head_dim() < 8)
-    invalid(source, "model.rope_frequencies", str("half_truncated needs a head dimension >= 8, got ", m.head_dim()));
+            str("half_truncated needs a head dimension that is a multiple of 4 and at least 8, got ", m.head_dim()));
   for (size_t i = 0; i < m.attention_free_layers.size(); ++i) {
     const int l = m.attention_free_layers[i];
     if (l < 0 || l >= m.n_layer)
       invalid(source, str("model.attention_free_layers[", i, "]"),
               str(l, " is not a layer index (model.n_layer = ", m.n_layer, ")"));
   }
-  if (static_cast<int>(m.attention_free_layers.size()) >= m.n_layer && m.n_layer > 0) {
-    bool all_free = true;
-    for (int l = 0; l < m.n_layer; ++l) all_free = all_free && !m.has_attention(l);
-    if (all_free) invalid(source, "model.attention_free_layers", "lists every layer; at least one needs attention");
-  }
+  bool any_attention = false;
+  for (int l = 0; l < m.n_layer; ++l) any_attention = any_attention || m.has_attention(l);
+  if (!any_attention) invalid(source, "model.attention_free_layers", "lists every layer; at least one needs attention");
   if (m.value_residual && !m.has_attention(0))
     invalid(source, "model.value_residual", "needs attention in layer 0 (its V is the residual's source)");
   if (m.value_embeds < 0) invalid(source, "model.value_embeds", "must be >= 0 (0 = none)");

@@ -193,17 +193,13 @@ TEST_CASE("gpu optimizer: per-head blocks, momentum warmup, Polar Express", "[gp
 }
 
 TEST_CASE("gpu optimizer: AdamW only", "[gpu][optimizer]") {
-  OptimConfig oc;
-  OptimGroupConfig all;
-  all.name = "all";
-  all.params = {"*"};
-  all.lr = 0.02;
-  all.betas = {0.8, 0.95};
-  all.eps = 1e-10;
-  all.weight_decay = 0.1;
-  oc.groups = {all};
+  OptimConfig oc = test::adamw_only(0.02);
+  oc.groups[0].betas = {0.8, 0.95};
+  oc.groups[0].eps = 1e-10;
+  oc.groups[0].weight_decay = 0.1;
   compare(oc, "one AdamW group");
   // several AdamW groups interleaved in the table (no merged stretches across groups)
+  const OptimGroupConfig all = oc.groups[0];
   OptimGroupConfig norms = all;
   norms.name = "attn";
   norms.params = {"blocks.*.attn.*"};
@@ -262,12 +258,7 @@ TEST_CASE("gpu optimizer: QK-clip rescales the heads whose logits exceeded tau, 
       mc.bias = bias;
       const ParamTable table(mc);
       // AdamW only, so that every difference would be the clip's
-      OptimConfig oc;
-      OptimGroupConfig all;
-      all.name = "all";
-      all.params = {"*"};
-      all.lr = 1e-3;
-      oc.groups = {all};
+      OptimConfig oc = test::adamw_only(1e-3);
       oc.qk_clip.enabled = true;
       oc.qk_clip.tau = 10.0;
       oc.qk_clip.alpha = 0.3;

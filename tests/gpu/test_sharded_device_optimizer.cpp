@@ -41,6 +41,7 @@
 
 using namespace muongpt;
 using namespace muongpt::gpu_test;
+using muongpt::test::adamw_only;
 using muongpt::test::muon_and_rest;
 using muongpt::test::muon_group;
 
@@ -288,12 +289,7 @@ TEST_CASE("sharded gpu optimizer: NorMuon, per-head blocks, weight decay and QK-
   clip.qk_clip.alpha = 0.5;
   compare_sharded(clip, dist_of(1, "owner"), 2, "QK-clip after the gather");
   // AdamW only: QK-clip on the gathered ZeRO-1 parameters, every element the same float operations
-  OptimConfig adam;
-  OptimGroupConfig all;
-  all.name = "all";
-  all.params = {"*"};
-  all.lr = 1e-3;
-  adam.groups = {all};
+  OptimConfig adam = adamw_only(1e-3);
   adam.qk_clip = clip.qk_clip;
   compare_sharded(adam, dist_of(1, "replicated"), 3, "AdamW only, QK-clip");
 }

@@ -109,4 +109,15 @@ inline OptimConfig muon_and_rest(const OptimGroupConfig& muon, double rest_lr = 
   return oc;
 }
 
+// One AdamW group "all" over every parameter (other fields at their defaults).
+inline OptimConfig adamw_only(double lr) {
+  OptimGroupConfig all;
+  all.name = "all";
+  all.params = {"*"};
+  all.lr = lr;
+  OptimConfig oc;
+  oc.groups = {all};
+  return oc;
+}
+
 }  // namespace muongpt::test
