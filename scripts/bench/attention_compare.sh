@@ -65,7 +65,7 @@ if not ours:  # cut off before its JSON block: read the table rows it printed as
                          "batch": int(f[3]), "pairs": int(f[4]), "ms_fwd": float(f[5]), "ms_fwd_bwd": float(f[6]),
                          "tflops_fwd": float(f[7]), "tflops_fwd_bwd": float(f[8])})
 torch_rows = json_rows(sys.argv[2])
-key = lambda r: (r["seq_len"], r["window"], bool(r["doc_mask"]))
+key = lambda r: (r["seq_len"], r["window"], bool(r["doc_mask"]), r.get("window_block", 0))
 cases = []
 for r in ours + torch_rows:
     if key(r) not in cases:

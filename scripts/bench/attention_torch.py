@@ -2,7 +2,8 @@
 """PyTorch baseline for `muongpt bench --attention`.
 
 Same cases as muongpt (causal over --seq-lens with batch = --tokens / seq_len;
-sliding windows and a document mask on the longest sequence, batch 1, with the
+sliding windows and a document mask (optionally windowed: --doc-window; windows of
+whole blocks with --window-block) on the longest sequence, batch 1, with the
 same random document lengths) and the same FLOP convention: forward = 4 * head_dim
 * heads * allowed query-key pairs (counted exactly for the mask), forward+backward
 = 3.5 x forward (no credit for recomputation). One JSON line per case and backend,
@@ -69,21 +70,39 @@ def document_lengths(T, mean, seed=DOCUMENT_SEED):
     return out
 
 
-def segment_pairs(L, w):
-    """Allowed pairs of one causal segment of length L under window w (0 = none)."""
-    if w <= 0 or w >= L:
-        return L * (L + 1) // 2
-    return w * (w + 1) // 2 + (L - w) * w
+def row_pairs(T, w, block, docs):
+    """Allowed (query, key) pairs of one row of T tokens: query t sees keys j <= t of its own
+    document that the window leaves (t - j < w, or with blocks floor(t/b) - floor(j/b) < w/b)."""
+    pairs, start = 0, 0
+    for L in docs or [T]:
+        for t in range(start, start + L):
+            first = start
+            if w > 0:
+                first = max(first, (t // block - (w // block - 1)) * block if block > 0 else t - w + 1)
+            pairs += t - first + 1
+        start += L
+    return pairs
 
 
-def build_cases(seq_lens, windows, tokens, doc_len):
-    """(batch, seq_len, window, document lengths or None, pairs over the batch), in muongpt's order."""
-    cases = [(max(1, tokens // T), T, 0, None, max(1, tokens // T) * segment_pairs(T, 0)) for T in seq_lens]
+def build_cases(seq_lens, windows, tokens, doc_len, doc_window=0, window_block=0):
+    """(batch, seq_len, window, window block, document lengths or None, pairs over the batch), in muongpt's order."""
+    cases = [(max(1, tokens // T), T, 0, 0, None, max(1, tokens // T) * row_pairs(T, 0, 0, None)) for T in seq_lens]
     T = max(seq_lens)
-    cases += [(1, T, w, None, segment_pairs(T, w)) for w in windows]
+    cases += [(1, T, w, window_block, None, row_pairs(T, w, window_block, None)) for w in windows]
     docs = document_lengths(T, doc_len)
-    cases.append((1, T, 0, docs, sum(segment_pairs(L, 0) for L in docs)))
+    block = window_block if doc_window > 0 else 0
+    cases.append((1, T, doc_window, block, docs, row_pairs(T, doc_window, block, docs)))
     return cases
+
+
+def allowed_keys(q_idx, kv_idx, w, block, doc_ids):
+    """The mask rule of row_pairs on index tensors (FlexAttention's mask_mod, the CPU's dense mask)."""
+    ok = kv_idx <= q_idx
+    if w > 0:
+        ok = ok & ((q_idx // block - kv_idx // block < w // block) if block > 0 else (q_idx - kv_idx < w))
+    if doc_ids is not None:
+        ok = ok & (doc_ids[q_idx] == doc_ids[kv_idx])
+    return ok
 
 
 def int_list(text, name):
@@ -106,6 +125,9 @@ def parse_args():
     p.add_argument("--head-dim", type=int, default=None, help="default 128 GPU, 64 CPU")
     p.add_argument("--tokens", type=int, default=None, help="batch x seq_len of the causal cases (131072 GPU, 1024 CPU)")
     p.add_argument("--doc-len", type=int, default=None, help="mean document length (2048 GPU, 64 CPU)")
+    p.add_argument("--doc-window", type=int, default=0, help="window of the document-masked case too (0 = none)")
+    p.add_argument("--window-block", type=int, default=0,
+                   help="windows count whole blocks of this many tokens (the speedrun: 128; 0 = token windows)")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--backends", default=None,
@@ -135,16 +157,22 @@ def parse_args():
             sys.exit(f"attention_torch.py: --{name.replace('_', '-')} must be positive")
     if a.warmup < 0:
         sys.exit("attention_torch.py: --warmup must be >= 0")
+    if a.doc_window < 0 or a.window_block < 0:
+        sys.exit("attention_torch.py: --doc-window and --window-block must be >= 0")
+    if a.window_block > 0:
+        for w in a.windows + ([a.doc_window] if a.doc_window > 0 else []):
+            if w % a.window_block:
+                sys.exit(f"attention_torch.py: window {w} is not a multiple of --window-block {a.window_block}")
     return a
 
 
 def main():
     a = parse_args()
     gpu = a.device == "cuda"
-    cases = build_cases(a.seq_lens, a.windows, a.tokens, a.doc_len)
+    cases = build_cases(a.seq_lens, a.windows, a.tokens, a.doc_len, a.doc_window, a.window_block)
     if a.list_cases:
-        for B, T, w, docs, pairs in cases:
-            print(json.dumps({"seq_len": T, "window": w, "doc_mask": docs is not None,
+        for B, T, w, block, docs, pairs in cases:
+            print(json.dumps({"seq_len": T, "window": w, "window_block": block, "doc_mask": docs is not None,
                               "documents": len(docs) if docs else 1, "batch": B, "pairs": pairs}))
         return
 
@@ -169,7 +197,7 @@ def main():
         return wanted is None or backend in wanted
 
     def skip(backend, case, why):
-        B, T, w, docs, _ = case
+        B, T, w, _, docs, _ = case
         print(f"skip: {backend} at seq_len {T}, window {w}, doc_mask {docs is not None}: {why}", flush=True)
 
     def timed(fn, steps, warmup):
@@ -197,9 +225,9 @@ def main():
         return q, k, v, make()
 
     def report(backend, case, ms_fwd, ms_fwd_bwd):
-        B, T, w, docs, pairs = case
+        B, T, w, block, docs, pairs = case
         flops = 4.0 * D * H * pairs
-        row = {"backend": backend, "seq_len": T, "window": w, "doc_mask": docs is not None,
+        row = {"backend": backend, "seq_len": T, "window": w, "window_block": block, "doc_mask": docs is not None,
                "documents": len(docs) if docs else 1, "batch": B, "heads": H, "head_dim": D,
                "device": device_name, "dtype": str(dtype).replace("torch.", ""), "pairs": pairs,
                "flops_fwd": flops, "ms_fwd": ms_fwd, "ms_fwd_bwd": ms_fwd_bwd,
@@ -258,7 +286,7 @@ def main():
         flex = flex_attention  # eager; torch.compile's CPU path is not what this smoke test is about
 
     for case in cases:
-        B, T, w, docs, _ = case
+        B, T, w, block, docs, _ = case
         if w == 0 and docs is None:  # causal: SDPA backends
             for name, backend in sdpa_backends:
                 if not use(name):
@@ -276,11 +304,7 @@ def main():
             doc_ids = torch.repeat_interleave(torch.arange(len(docs), device=dev), torch.tensor(docs, device=dev))
         if not gpu and use("sdpa_math"):
             i = torch.arange(T, device=dev)
-            allowed = (i[None, :] <= i[:, None])
-            if w > 0:
-                allowed &= (i[:, None] - i[None, :]) < w
-            if doc_ids is not None:
-                allowed &= doc_ids[:, None] == doc_ids[None, :]
+            allowed = allowed_keys(i[:, None], i[None, :], w, block, doc_ids)
 
             def attend_dense(q, k, v, allowed=allowed):
                 with sdpa_kernel(SDPBackend.MATH):
@@ -290,13 +314,8 @@ def main():
         if flex is None or not use("flex_attention"):
             continue
 
-        def mask_mod(b, h, q_idx, kv_idx, w=w, doc_ids=doc_ids):
-            ok = kv_idx <= q_idx
-            if w > 0:
-                ok = ok & (q_idx - kv_idx < w)
-            if doc_ids is not None:
-                ok = ok & (doc_ids[q_idx] == doc_ids[kv_idx])
-            return ok
+        def mask_mod(b, h, q_idx, kv_idx, w=w, block=block, doc_ids=doc_ids):
+            return allowed_keys(q_idx, kv_idx, w, block, doc_ids)
 
         try:
             block_mask = create_block_mask(mask_mod, None, None, T, T, device=a.device)

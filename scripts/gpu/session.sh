@@ -8,6 +8,8 @@
 #   scripts/gpu/session.sh train        tiny config on cuda vs cpu: losses side by side, determinism, resume
 #   scripts/gpu/session.sh bench        step time of the speedrun configs (tensor-core and CUDA-core attention)
 #   scripts/gpu/session.sh bench-attention   attention kernels vs PyTorch SDPA / FlexAttention
+#   scripts/gpu/session.sh bench-attention-speedrun   the speedrun's own attention shape (records #16-#21:
+#                                       64K packed tokens, 6 heads of 128, 128-token block windows, documents)
 #   scripts/gpu/session.sh bench-optimizer   optimizer step vs PyTorch Muon (needs the bench stage's step time)
 #   scripts/gpu/session.sh all          every stage in order
 # Extra arguments after the stage go to the GPU test binary (e.g. a Catch2 tag: "[attention]").
@@ -115,6 +117,15 @@ do_bench_attention() {
   log "bench attention cuda cores rc=$?"
 }
 
+do_bench_attention_speedrun() {
+  log "bench: attention, the speedrun's shape (block windows, documents) vs FlexAttention"
+  ATTN_OUT="$OUT/attention_speedrun" MUONGPT_ARGS="--attention-kernel tensor_cores" timeout 420 \
+    scripts/bench/attention_compare.sh "$BIN" --seq-lens 65536 --tokens 65536 --heads 6 --head-dim 128 \
+    --windows 128,896,1792 --window-block 128 --doc-window 1792 --doc-len 1024 \
+    > "$OUT/bench_attention_speedrun.log" 2>&1
+  log "bench attention speedrun rc=$?"
+}
+
 do_bench_optimizer() {
   log "bench: optimizer"
   # the step time for the optimizer's share comes from the bench stage (05_modernarch, tensor cores)
@@ -131,7 +142,8 @@ case "$stage" in
   train) do_train ;;
   bench) do_bench ;;
   bench-attention) do_bench_attention ;;
+  bench-attention-speedrun) do_bench_attention_speedrun ;;
   bench-optimizer) do_bench_optimizer ;;
-  all) do_build && { do_test "$@"; do_train; do_bench; do_bench_attention; do_bench_optimizer; } ;;
-  *) echo "unknown stage '$stage' (build, test, train, bench, bench-attention, bench-optimizer, all)" >&2; exit 2 ;;
+  all) do_build && { do_test "$@"; do_train; do_bench; do_bench_attention; do_bench_attention_speedrun; do_bench_optimizer; } ;;
+  *) echo "unknown stage '$stage' (build, test, train, bench, bench-attention, bench-attention-speedrun, bench-optimizer, all)" >&2; exit 2 ;;
 esac

@@ -94,6 +94,21 @@ struct ModelConfig {
   // layer under weighted mixing, those whose V has a source (value residual or
   // a value embedding) under lerp.
   bool has_value_lambda(int layer) const;
+  // How attention block `layer` mixes V, v = a * v_raw + c * source, with a and
+  // c constants or its value lambdas l0, l1 (the one rule both models follow):
+  //   no attn.value_lambda   v = v_raw                      a = 1, c = 0, no source
+  //   lerp                   v = (1 - l0) v_raw + l0 s      s = layer 0's v_raw (value residual)
+  //                                                         or the layer's value-embedding table
+  //   weighted               v = l0 v_raw + l1 s            without a source: v = l0 v_raw
+  struct ValueMixPlan {
+    enum class Coef { one, zero, lambda0, one_minus_lambda0, lambda1 };
+    bool learned = false;        // the layer has attn.value_lambda
+    bool first_layer_v = false;  // the source is layer 0's v_raw
+    int table = -1;              // the source is this value-embedding table
+    Coef a = Coef::one, c = Coef::zero;
+    bool has_source() const { return first_layer_v || table >= 0; }
+  };
+  ValueMixPlan value_mix_plan(int layer) const;
 
   template <class V>
   void visit(V& v) {
@@ -172,7 +187,7 @@ struct DataConfig {
   void visit(V& v) {
     v("train_pattern", train_pattern, "glob of training shards (read in sorted order)");
     v("val_pattern", val_pattern, "glob of validation shards");
-    v("val_tokens", val_tokens, "evaluate on the first N tokens of the val shards (multiple of batch.seq_len)");
+    v("val_tokens", val_tokens, "evaluate on the first N tokens of the val shards, in sequences of batch.seq_len (the last one shorter when batch.seq_len does not divide N)");
     v("bos_aligned", bos_aligned,
       "every training sequence starts at a document start; documents are packed and the one that does not fit "
       "is cut (the rest of it is skipped)");
@@ -197,12 +212,17 @@ struct BatchConfig {
 // W > 0 in model.attn_window starts at `start` tokens and grows linearly to W
 // over `steps` steps, rounded down to a multiple of `multiple`:
 //   w(step) = multiple * floor((start + min(step/steps, 1) * (W - start)) / multiple)
+// (or to the nearest multiple). With layers = "proportional" only the largest
+// window W_max follows that rule, n = w(step)/multiple multiples, and a layer
+// whose final window is W gets multiple * max(1, floor(n * W / W_max)): record
+// #20's long/short windows, the short ones always half the long, rounded down.
 // Layers with window 0 stay full causal. start = 0 turns the warmup off.
 struct WindowWarmupConfig {
   int start = 0;
   int multiple = 64;
   int steps = 0;
   std::string rounding = "down";
+  std::string layers = "independent";
 
   template <class V>
   void visit(V& v) {
@@ -212,6 +232,11 @@ struct WindowWarmupConfig {
       "down = multiple*floor(w/multiple) (record #13), nearest = multiple*floor(w/multiple + 1/2) (#16 on)",
       {"down", "nearest"});
     v("steps", steps, "steps over which the windows grow from start to model.attn_window; 0 = train.steps");
+    v("layers", layers,
+      "independent = every windowed layer grows from start to its own model.attn_window; proportional = the "
+      "largest window follows the schedule (n multiples) and a layer with final window W gets "
+      "multiple*max(1, floor(n*W/W_max)) (records #20 on: short windows half the long one, whole blocks)",
+      {"independent", "proportional"});
   }
 };
 

@@ -278,6 +278,23 @@ bool ModelConfig::has_value_lambda(int layer) const {
   return value_residual || value_embed_table(layer) >= 0;  // lerp: only where V has a source
 }
 
+ModelConfig::ValueMixPlan ModelConfig::value_mix_plan(int layer) const {
+  using Coef = ValueMixPlan::Coef;
+  ValueMixPlan plan;
+  if (!has_value_lambda(layer)) return plan;  // v = v_raw
+  plan.learned = true;
+  plan.first_layer_v = value_residual;
+  if (!value_residual) plan.table = value_embed_table(layer);
+  if (value_mix == "weighted") {
+    plan.a = Coef::lambda0;
+    plan.c = plan.has_source() ? Coef::lambda1 : Coef::zero;
+  } else {  // lerp: has_value_lambda only where V has a source
+    plan.a = Coef::one_minus_lambda0;
+    plan.c = Coef::lambda0;
+  }
+  return plan;
+}
+
 void check_attention_windows(const ModelConfig& model, const std::vector<int>& windows) {
   if (!windows.empty() && windows.size() != 1 && windows.size() != static_cast<size_t>(model.n_layer))
     fail("has ", windows.size(), " entries; give 1 (all layers) or model.n_layer = ", model.n_layer);
@@ -471,9 +488,6 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
   if (cfg.data.max_doc_len > 0 && !cfg.data.bos_aligned)
     invalid(source, "data.max_doc_len", "only applies with data.bos_aligned = true");
   if (cfg.data.val_tokens < 0) invalid(source, "data.val_tokens", "must be >= 0");
-  if (cfg.data.val_tokens % b.seq_len != 0)
-    invalid(source, "data.val_tokens",
-            str(cfg.data.val_tokens, " is not a multiple of batch.seq_len = ", b.seq_len));
 
   const TrainConfig& t = cfg.train;
   positive("train.steps", t.steps);
@@ -502,12 +516,14 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
               str(ww.start, " is smaller than ", nearest ? "half of " : "", "schedule.window_warmup.multiple = ",
                   ww.multiple, " (the first window would round to 0, which means full causal)"));
     bool any_window = false;
+    const bool proportional = ww.layers == "proportional";
+    const int longest = m.attn_window.empty() ? 0 : *std::max_element(m.attn_window.begin(), m.attn_window.end());
     for (size_t l = 0; l < m.attn_window.size(); ++l) {
       const int w = m.attn_window[l];
       if (w == 0) continue;
       any_window = true;
       const std::string key = str("model.attn_window[", l, "]");
-      if (w < ww.start)
+      if ((!proportional || w == longest) && w < ww.start)
         invalid(source, key, str(w, " is smaller than schedule.window_warmup.start = ", ww.start,
                                  " (the warmup grows windows from start up to model.attn_window)"));
       if (w % ww.multiple != 0)

@@ -221,7 +221,7 @@ void PrefetchingLoader::set_position(const LoaderPosition& pos) {
 // ---------------------------------------------------------------------------
 
 ValSet::ValSet(const std::string& pattern, const std::string& key, int64_t val_tokens, int seq_len, int vocab_size)
-    : seq_len_(seq_len), num_sequences_(static_cast<int>(val_tokens / seq_len)) {
+    : seq_len_(seq_len), num_sequences_(static_cast<int>((val_tokens + seq_len - 1) / seq_len)) {
   const auto files = glob_files(pattern);
   if (files.empty()) fail(key, ": no files match \"", pattern, "\"");
   const size_t need = static_cast<size_t>(val_tokens) + 1;
@@ -238,8 +238,14 @@ ValSet::ValSet(const std::string& pattern, const std::string& key, int64_t val_t
          val_tokens, " needs ", need, " (one extra for the last target)");
 }
 
+int ValSet::sequence_length(int i) const {
+  return static_cast<int>(std::min<int64_t>(seq_len_, num_tokens() - static_cast<int64_t>(i) * seq_len_));
+}
+
 void ValSet::sequences(int first, int count, std::vector<int32_t>& inputs, std::vector<int32_t>& targets) const {
-  const size_t n = static_cast<size_t>(count) * seq_len_;
+  const int len = sequence_length(first);
+  MUONGPT_CHECK(count >= 1 && first + count <= num_sequences_ && sequence_length(first + count - 1) == len);
+  const size_t n = static_cast<size_t>(count) * len;
   inputs.resize(n);
   targets.resize(n);
   const size_t start = static_cast<size_t>(first) * seq_len_;
@@ -247,6 +253,22 @@ void ValSet::sequences(int first, int count, std::vector<int32_t>& inputs, std::
     inputs[i] = tokens_[start + i];
     targets[i] = tokens_[start + i + 1];
   }
+}
+
+double ValSet::loss_sum(int first, int count, int max_batch, const Forward& forward) const {
+  std::vector<int32_t> inputs, targets, doc_ids;
+  double sum = 0;
+  for (int i = first; i < first + count;) {
+    const int len = sequence_length(i);
+    int n = std::min(max_batch, first + count - i);
+    while (sequence_length(i + n - 1) != len) --n;  // the short last sequence goes alone
+    sequences(i, n, inputs, targets);
+    doc_ids.resize(inputs.size());
+    document_ids(inputs.data(), n, len, doc_ids.data());
+    sum += forward(inputs.data(), targets.data(), doc_ids.data(), n, len) * n * len;
+    i += n;
+  }
+  return sum;
 }
 
 std::pair<int, int> ValSet::rank_range(int rank, int world) const {

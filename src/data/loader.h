@@ -26,13 +26,16 @@
 // including the <|endoftext|> that opens it, share one id.
 //
 // Validation: the first val_tokens tokens of the val shards (concatenated),
-// cut into val_tokens/T sequences, each with its next-token targets. Rank r
-// evaluates a contiguous block of sequences; the summed losses are reduced, so
-// the value is the same for every world size.
+// cut into sequences of T tokens, each with its next-token targets; when T does
+// not divide val_tokens the last sequence holds the val_tokens % T tokens left
+// (so a run reads the record's exact validation tokens whatever its seq_len).
+// Rank r evaluates a contiguous block of sequences; the summed losses are
+// reduced, so the value is the same for every world size.
 #pragma once
 
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -154,11 +157,20 @@ class ValSet {
   ValSet(const std::string& pattern, const std::string& key, int64_t val_tokens, int seq_len, int vocab_size);
 
   int num_sequences() const { return num_sequences_; }
+  int64_t num_tokens() const { return static_cast<int64_t>(tokens_.size()) - 1; }
   int seq_len() const { return seq_len_; }
-  // Sequences [first, first + count) as inputs/targets (count x seq_len).
+  int sequence_length(int i) const;  // seq_len, or what is left for the last sequence
+  // Sequences [first, first + count) of equal length as inputs/targets (count x that length).
   void sequences(int first, int count, std::vector<int32_t>& inputs, std::vector<int32_t>& targets) const;
   // The contiguous block of sequences rank `rank` of `world` evaluates.
   std::pair<int, int> rank_range(int rank, int world) const;
+
+  // forward(inputs, targets, doc_ids, n, len): mean loss over n sequences of len tokens.
+  using Forward = std::function<double(const int32_t* inputs, const int32_t* targets, const int32_t* doc_ids, int n,
+                                       int len)>;
+  // Sum of the token losses of sequences [first, first + count), run at most
+  // max_batch sequences at a time (the short last sequence on its own).
+  double loss_sum(int first, int count, int max_batch, const Forward& forward) const;
 
  private:
   std::vector<uint16_t> tokens_;  // val_tokens + 1

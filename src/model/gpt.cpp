@@ -114,23 +114,25 @@ int Gpt<T>::skip_source(int layer) const {
 
 template <class T>
 typename Gpt<T>::ValueMix Gpt<T>::value_mix(int layer) const {
+  using Coef = ModelConfig::ValueMixPlan::Coef;
   ValueMix vm;
-  if (!cfg_.has_value_lambda(layer)) return vm;  // v = v_raw
-  const int table = cfg_.value_embed_table(layer);
-  if (cfg_.value_residual) {
-    vm.source = act_.layers[0].v_raw.data();
-  } else if (table >= 0) {
-    vm.source = act_.value_embeds[static_cast<size_t>(table)].data();
-    vm.table = table;
-  }
+  vm.plan = cfg_.value_mix_plan(layer);
+  if (!vm.plan.learned) return vm;  // v = v_raw
+  if (vm.plan.first_layer_v) vm.source = act_.layers[0].v_raw.data();
+  if (vm.plan.table >= 0) vm.source = act_.value_embeds[static_cast<size_t>(vm.plan.table)].data();
   const T* lam = p(offsets_.blocks[static_cast<size_t>(layer)].value_lambda);
-  if (cfg_.value_mix == "weighted") {
-    vm.a = lam[0];
-    vm.c = vm.source ? lam[1] : T(0);
-  } else {
-    vm.a = T(1) - lam[0];
-    vm.c = lam[0];
-  }
+  const auto value = [lam](Coef k) {
+    switch (k) {
+      case Coef::one: return T(1);
+      case Coef::zero: return T(0);
+      case Coef::lambda0: return lam[0];
+      case Coef::one_minus_lambda0: return T(1) - lam[0];
+      case Coef::lambda1: return lam[1];
+    }
+    return T(0);
+  };
+  vm.a = value(vm.plan.a);
+  vm.c = value(vm.plan.c);
   return vm;
 }
 
@@ -353,20 +355,24 @@ void Gpt<T>::backward(T loss_scale) {
       attention_backward(dq.data(), dk.data(), dv.data(), datt.data(), a.probs.data(), a.q.data(), a.k.data(),
                          a.v.data(), B, Tn, H_, D_, scale, attention_mask(l));
       // value mix: v = a v_raw + c source   (source: layer 0's v_raw, a value embedding, or none)
-      if (cfg_.has_value_lambda(l)) {
-        const ValueMix vm = value_mix(l);
+      const ValueMix vm = value_mix(l);
+      if (vm.plan.learned) {
+        using Coef = ModelConfig::ValueMixPlan::Coef;
         T* dlam = g(ly.value_lambda);
-        if (cfg_.value_mix == "weighted") {
-          dlam[0] += deterministic_sum<T>(NC, [&](size_t i) { return dv[i] * a.v_raw[i]; });
-          if (vm.source) dlam[1] += deterministic_sum<T>(NC, [&](size_t i) { return dv[i] * vm.source[i]; });
-        } else {
+        if (vm.plan.a == Coef::one_minus_lambda0) {  // lerp: a = 1 - l0, c = l0
           dlam[0] += deterministic_sum<T>(NC, [&](size_t i) { return dv[i] * (vm.source[i] - a.v_raw[i]); });
+        } else {  // weighted: a = l0, c = l1 (or 0 without a source)
+          dlam[0] += deterministic_sum<T>(NC, [&](size_t i) { return dv[i] * a.v_raw[i]; });
+          if (vm.plan.c == Coef::lambda1)
+            dlam[1] += deterministic_sum<T>(NC, [&](size_t i) { return dv[i] * vm.source[i]; });
         }
-        if (cfg_.value_residual && l == 0) {  // the source is this layer's own v_raw: both terms + later layers'
+        if (vm.plan.first_layer_v && l == 0) {  // the source is this layer's own v_raw: both terms + later layers'
 #pragma omp parallel for schedule(static)
           for (size_t i = 0; i < NC; ++i) dv[i] = vm.a * dv[i] + vm.c * dv[i] + dv_first[i];
         } else {
-          T* dsource = !vm.source ? nullptr : vm.table >= 0 ? dvalue_embeds[vm.table].data() : dv_first.data();
+          T* dsource = !vm.source             ? nullptr
+                       : vm.plan.table >= 0 ? dvalue_embeds[vm.plan.table].data()
+                                            : dv_first.data();
 #pragma omp parallel for schedule(static)
           for (size_t i = 0; i < NC; ++i) {
             if (dsource) dsource[i] += vm.c * dv[i];

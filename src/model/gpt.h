@@ -124,11 +124,12 @@ class Gpt {
   void qk_backward(T* draw, const T* dout, const std::vector<T>& mid, const std::vector<T>& rstd,
                    const std::vector<T>& raw, int B, int Tn);
   int skip_source(int layer) const;  // boundary index whose state decoder `layer` adds, or -1
-  // How block `layer` of the last forward mixes V: v = a * v_raw + c * source.
+  // ModelConfig::value_mix_plan(layer) on the last forward's tensors and the
+  // current lambdas: v = a * v_raw + c * source.
   struct ValueMix {
+    ModelConfig::ValueMixPlan plan;
     const T* source = nullptr;  // layer 0's v_raw, a value embedding (N, C), or null
     T a = T(1), c = T(0);
-    int table = -1;             // value-embedding table of source, or -1
   };
   ValueMix value_mix(int layer) const;
 

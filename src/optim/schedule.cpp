@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 namespace muongpt {
 
@@ -34,12 +35,19 @@ std::vector<int> attention_windows_at(const ModelConfig& model, const ScheduleCo
   if (ww.start <= 0) return windows;
   const int span = std::max(1, ww.steps > 0 ? ww.steps : total_steps);
   const double frac = std::min(1.0, static_cast<double>(step) / span);
-  for (int& w : windows) {
-    if (w == 0) continue;  // full causal stays full causal
-    const double grown = frac * (w - ww.start) + ww.start;  // the record's order of operations
-    const double units = grown / ww.multiple + (ww.rounding == "nearest" ? 0.5 : 0.0);
-    w = ww.multiple * static_cast<int>(std::floor(units));
+  const auto multiples_at = [&](int final_window) {
+    const double grown = frac * (final_window - ww.start) + ww.start;  // the record's order of operations
+    return static_cast<int>(std::floor(grown / ww.multiple + (ww.rounding == "nearest" ? 0.5 : 0.0)));
+  };
+  if (ww.layers == "proportional") {
+    const int longest = *std::max_element(windows.begin(), windows.end());
+    const int64_t n = multiples_at(longest);
+    for (int& w : windows)
+      if (w != 0) w = ww.multiple * static_cast<int>(std::max<int64_t>(1, n * w / longest));
+    return windows;
   }
+  for (int& w : windows)
+    if (w != 0) w = ww.multiple * multiples_at(w);  // full causal (0) stays full causal
   return windows;
 }
 

@@ -17,6 +17,9 @@
 //                                               64 * ((step/1750 * (1792 - 64) + 64) // 64))
 //   w = multiple * floor(g / multiple + 1/2)    rounding "nearest" (#16 on: 128 blocks of
 //                                               ((1 - x) * 64 + x * 1792 + 64) // 128)
+// layers "proportional" (#20 on): only the largest window W_max follows g; with
+// n = its multiples, a layer with final window W gets multiple * max(1, floor(n W / W_max))
+// (#20's short windows: sliding_window_num_blocks // 2, at least the query's own block).
 #pragma once
 
 #include <vector>

@@ -156,18 +156,11 @@ double Trainer::evaluate() {
   if (!val_) return NAN;
   apply_attention_windows();  // the windows of the step the model has reached
   const auto [first, count] = val_->rank_range(comm_.rank(), comm_.world());
-  const int B = cfg_.batch.micro_batch, T = cfg_.batch.seq_len;
-  std::vector<int32_t> inputs, targets, doc_ids;
-  double sum = 0;
-  for (int i = 0; i < count; i += B) {
-    const int n = std::min(B, count - i);
-    val_->sequences(first + i, n, inputs, targets);
-    doc_ids.resize(inputs.size());
-    document_ids(inputs.data(), n, T, doc_ids.data());
-    sum += model_->forward(inputs.data(), targets.data(), n, T, doc_ids.data()) * n * T;
-  }
+  double sum = val_->loss_sum(first, count, cfg_.batch.micro_batch,
+                              [&](const int32_t* inputs, const int32_t* targets, const int32_t* doc_ids, int n,
+                                  int len) { return model_->forward(inputs, targets, n, len, doc_ids); });
   comm_.allreduce_sum(&sum, 1, "val loss");
-  return sum / (static_cast<double>(val_->num_sequences()) * T);
+  return sum / static_cast<double>(val_->num_tokens());
 }
 
 std::string Trainer::save_checkpoint(const std::string& dir) {

@@ -69,6 +69,45 @@ fields = ("seq_len", "window", "doc_mask", "documents", "batch", "pairs")
 assert [[r[f] for f in fields] for r in ours] == [[r[f] for f in fields] for r in theirs], (ours, theirs)
 PY
 
+# --- block windows (--window-block) and a windowed document case (--doc-window), as the speedrun's masks
+"$BIN" bench --attention --device cpu --seq-lens 64 --windows 8,16 --heads 2 --head-dim 4 --tokens 64 --doc-len 9 \
+  --doc-window 16 --window-block 4 --steps 1 --warmup 0 > "$WORK/block.txt" 2>&1
+check "bench --attention with --window-block 4 --doc-window 16 runs" test $? -eq 0
+grep '^{' "$WORK/block.txt" > "$WORK/block.jsonl"
+check "block windows: the rule is printed" grep -q "windows count whole 4-token blocks" "$WORK/block.txt"
+check "block windows: pairs equal a brute-force count of the mask, the document case included" \
+  python3 - "$WORK/block.jsonl" "$REPO/scripts/bench" <<'PY'
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from attention_torch import document_lengths
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [(r["seq_len"], r["window"], r["window_block"], r["doc_mask"]) for r in rows] == [
+    (64, 0, 0, False), (64, 8, 4, False), (64, 16, 4, False), (64, 16, 4, True)], rows
+def brute(T, w, b, doc_ids):
+    return sum(1 for t in range(T) for j in range(t + 1)
+               if (w == 0 or t // b - j // b < w // b) and doc_ids[t] == doc_ids[j])
+for r in rows:
+    ids = [0] * 64
+    if r["doc_mask"]:
+        ids = [d for d, L in enumerate(document_lengths(64, 9)) for _ in range(L)]
+        assert r["documents"] == max(ids) + 1, r
+    assert r["pairs"] == brute(64, r["window"], max(r["window_block"], 1), ids), r
+PY
+check "attention_torch.py --list-cases matches with --window-block and --doc-window" python3 - "$WORK/block.jsonl" \
+  "$REPO/scripts/bench/attention_torch.py" <<'PY'
+import json, subprocess, sys
+ours = [json.loads(l) for l in open(sys.argv[1])]
+out = subprocess.run([sys.executable, sys.argv[2], "--list-cases", "--device", "cpu", "--seq-lens", "64", "--windows",
+                      "8,16", "--tokens", "64", "--doc-len", "9", "--doc-window", "16", "--window-block", "4"],
+                     check=True, capture_output=True, text=True).stdout
+theirs = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+fields = ("seq_len", "window", "window_block", "doc_mask", "documents", "batch", "pairs")
+assert [[r[f] for f in fields] for r in ours] == [[r[f] for f in fields] for r in theirs], (ours, theirs)
+PY
+expect_error "a window that is not whole blocks" "window 10 is not a multiple of --window-block 4" \
+  "$BIN" bench --attention --device cpu --windows 8,10 --window-block 4
+expect_error "negative document window" "--doc-window must be >= 0" "$BIN" bench --attention --device cpu --doc-window -1
+
 # --- bad options
 expect_error "odd head dim" "--head-dim must be even" "$BIN" bench --attention --device cpu --head-dim 3
 expect_error "head dim above the kernel's 128" "--head-dim must be even and in [2, 128]" \

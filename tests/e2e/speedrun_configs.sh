@@ -47,6 +47,11 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 #     instantiated with PyTorch). Offset logits, the FP8 head matmul, the init
 #     gain and the schedules add no parameters; with Vp rows for every table,
 #     as #17, the config has                                    275,742,772
+#   #20 Sub3Min, #21 BatchSize: #19's model; the merged qkv_w (3, 768, 768) has
+#     the 3 * C * C entries of the separate q, k, v, the long/short windows, the
+#     attention scale and the batch add none: the record 275,598,388 (both
+#     records' GPT classes, instantiated with PyTorch), the config
+#     (padded tables)                                           275,742,772
 declare -A EXPECTED_PARAMS=(
   [01_llmc_baseline]=124475904
   [02_adamw_rope]=123532032
@@ -63,6 +68,8 @@ declare -A EXPECTED_PARAMS=(
   [17_sparsify_embeds]=275742772
   [18_softcap]=275742772
   [19_fp8_head]=275742772
+  [20_sub3min]=275742772
+  [21_batch_size]=275742772
 )
 
 # CPU size: 2 blocks of width 32 (2 heads), 2 micro-batches of 2 x 16 tokens

@@ -71,6 +71,12 @@ last = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 final = json.load(open(sys.argv[2]))["final_val_loss"]
 assert abs(last["val_loss"] - final) < 1e-6 * final, (last, final)
 PY
+"$BIN" eval --checkpoint "$A/ckpt_00000006.bin" --tokens 1000 > "$WORK/eval_tail.log" 2>&1
+check "eval of a token count that seq_len does not divide reads exactly those tokens" python3 - "$WORK/eval_tail.log" <<'PY'
+import json, math, sys
+last = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+assert last["tokens"] == 1000 and math.isfinite(last["val_loss"]), last
+PY
 "$BIN" sample --checkpoint "$A/ckpt_00000006.bin" --tokens 8 --seed 1 > "$WORK/sample1.log" 2>&1
 check "sample succeeds" test $? -eq 0
 "$BIN" sample --checkpoint "$A/ckpt_00000006.bin" --tokens 8 --seed 1 > "$WORK/sample2.log" 2>&1

@@ -195,6 +195,45 @@ TEST_CASE("the validation set is the first val_tokens tokens, split across ranks
                 {"data.val_pattern", "hold 150 tokens", "needs 151"});
 }
 
+TEST_CASE("a validation set that seq_len does not divide ends in one shorter sequence", "[data][val]") {
+  const std::string pattern = make_shards("val_tail", {50, 100});
+  ValSet val(pattern, "data.val_pattern", 107, 10, 50257);  // 10 sequences of 10 tokens + one of 7
+  REQUIRE(val.num_sequences() == 11);
+  REQUIRE(val.num_tokens() == 107);
+  REQUIRE(val.sequence_length(9) == 10);
+  REQUIRE(val.sequence_length(10) == 7);
+  std::vector<int32_t> in, tg;
+  val.sequences(10, 1, in, tg);
+  REQUIRE(in.size() == 7);
+  REQUIRE(in.front() == 100);
+  REQUIRE(tg.back() == 107);
+  // loss_sum: batches of at most 4 equal-length sequences; the forward's mean
+  // loss is weighted by its token count. With "loss" = the mean of the input
+  // ids, the sum is the sum of every evaluated input id.
+  for (int world : {1, 2, 3}) {
+    double total = 0;
+    std::vector<std::pair<int, int>> shapes;
+    for (int r = 0; r < world; ++r) {
+      const auto [first, count] = val.rank_range(r, world);
+      total += val.loss_sum(first, count, 4,
+                            [&](const int32_t* inputs, const int32_t* targets, const int32_t* doc_ids, int n, int len) {
+                              shapes.emplace_back(n, len);
+                              double sum = 0;
+                              for (int i = 0; i < n * len; ++i) {
+                                REQUIRE(targets[i] == inputs[i] + 1);  // the shards count up
+                                REQUIRE(doc_ids[i] >= 0);
+                                sum += inputs[i];
+                              }
+                              return sum / (n * len);
+                            });
+    }
+    INFO("world " << world);
+    REQUIRE(total == Approx(106.0 * 107 / 2));  // ids 0..106
+    REQUIRE(shapes.back() == std::pair<int, int>{1, 7});  // the short sequence runs alone
+    for (size_t i = 0; i + 1 < shapes.size(); ++i) REQUIRE(shapes[i].second == 10);
+  }
+}
+
 namespace {
 
 // One shard of documents with the given lengths (each opened by

@@ -95,6 +95,31 @@ TEST_CASE("parameter table: value embeddings, value lambdas, attention-free bloc
   REQUIRE(with_tables.matmul_params == plain.matmul_params);
 }
 
+TEST_CASE("value_mix_plan: the source and coefficients of every layer's value mix", "[model][value_embeds]") {
+  using Coef = ModelConfig::ValueMixPlan::Coef;
+  ModelConfig m;
+  m.n_layer = 4;
+  m.value_embeds = 2;
+  m.value_embed_layers = {1, -1, 0, 1};
+  m.attention_free_layers = {3};
+  m.value_mix = "weighted";
+  const auto plan = [&](int l) { return m.value_mix_plan(l); };
+  REQUIRE((plan(0).learned && plan(0).table == 1 && plan(0).a == Coef::lambda0 && plan(0).c == Coef::lambda1));
+  REQUIRE((plan(1).learned && !plan(1).has_source() && plan(1).a == Coef::lambda0 && plan(1).c == Coef::zero));
+  REQUIRE((plan(2).table == 0 && !plan(2).first_layer_v));
+  REQUIRE(!plan(3).learned);  // attention-free: no mix at all
+  REQUIRE((plan(3).a == Coef::one && plan(3).c == Coef::zero));
+  m.value_mix = "lerp";  // only layers with a source learn a mix
+  REQUIRE((plan(0).a == Coef::one_minus_lambda0 && plan(0).c == Coef::lambda0 && plan(0).table == 1));
+  REQUIRE(!plan(1).learned);
+  m.value_embeds = 0;
+  m.value_embed_layers.clear();
+  m.attention_free_layers.clear();
+  m.value_residual = true;  // records #9-#13: every layer mixes in layer 0's V
+  for (int l = 0; l < 4; ++l)
+    REQUIRE((plan(l).learned && plan(l).first_layer_v && plan(l).table < 0 && plan(l).c == Coef::lambda0));
+}
+
 TEST_CASE("value embeddings feed V: a token reaches later positions only through attention", "[model][value_embeds]") {
   ModelConfig m = value_embed_model();
   m.document_mask = false;

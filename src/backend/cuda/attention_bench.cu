@@ -84,8 +84,9 @@ std::string attention_bench_gpu_name() {
   return str("cuda:", index, " (", prop.name, ")");
 }
 
-GpuAttentionTiming time_attention_gpu(int B, int T, int H, int D, int window, const std::vector<int32_t>& doc_ids,
-                                      const std::string& kernel_name, int steps, int warmup) {
+GpuAttentionTiming time_attention_gpu(int B, int T, int H, int D, int window, int window_block,
+                                      const std::vector<int32_t>& doc_ids, const std::string& kernel_name, int steps,
+                                      int warmup) {
   const gpu::AttentionKernel kernel = gpu::parse_attention_kernel(kernel_name);
   CUDA_CHECK(cudaSetDevice(local_gpu_index()));
   const size_t n = static_cast<size_t>(B) * T * H * D;
@@ -116,7 +117,6 @@ GpuAttentionTiming time_attention_gpu(int B, int T, int H, int D, int window, co
     doc_ptr = docs.get();
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  const int window_block = 0;  // token windows (the bench's cases have no block size)
   auto forward = [&] {
     gpu::attention_forward(out.get(), lse.get(), /*max_logit=*/nullptr, q.get(), k.get(), v.get(), B, T, H, D, scale,
                            window, window_block, doc_ptr, s, kernel);

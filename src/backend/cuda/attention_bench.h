@@ -22,11 +22,13 @@ std::string attention_bench_gpu_name();
 // Times kernels/cuda's attention on random bf16 q, k, v, dout in the model's
 // (B, T, H, D) layout with CUDA events: `warmup` untimed forward+backward
 // passes, then `steps` forwards back to back, then `steps` forward+backward
-// passes back to back. doc_ids: (B * T) document ids, or empty for none.
+// passes back to back. window: 0 = causal; window_block: 0 = token window, else
+// whole blocks (model.window_block). doc_ids: (B * T) document ids, or empty for none.
 // kernel: auto | cuda_cores | tensor_cores (gpu::AttentionKernel).
 // Fails with a clear message when the tensors do not fit in GPU memory.
-GpuAttentionTiming time_attention_gpu(int B, int T, int H, int D, int window, const std::vector<int32_t>& doc_ids,
-                                      const std::string& kernel, int steps, int warmup);
+GpuAttentionTiming time_attention_gpu(int B, int T, int H, int D, int window, int window_block,
+                                      const std::vector<int32_t>& doc_ids, const std::string& kernel, int steps,
+                                      int warmup);
 
 }  // namespace muongpt
 

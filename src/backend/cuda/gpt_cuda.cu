@@ -176,35 +176,33 @@ struct ModelBuffers {
     return enc - i;
   }
 
-  // How block `layer` mixes V (see Gpt<T>::value_mix): v = a * v_raw + c * source.
-  //   no value_lambda        v = v_raw (learned false)
-  //   lerp                   a = 1 - l, c = l; source = layer 0's v_raw or the layer's value embedding
-  //   weighted               a = l0, c = l1; without a source (table -1) v = l0 * v_raw
+  // ModelConfig::value_mix_plan(layer) on this model's buffers: v = a * v_raw + c * source,
+  // the coefficients read from the lambdas on the device (MixCoef).
   struct ValueMix {
-    bool learned = false;          // the layer has attn.value_lambda
+    ModelConfig::ValueMixPlan plan;
     const bf16* source = nullptr;  // layer 0's v_raw, a value embedding (N, C), or null
-    int table = -1;                // value-embedding table of source, or -1
     MixCoef a = MixCoef::constant(1.0f), c = MixCoef::constant(0.0f);
   };
   ValueMix value_mix(int layer) const {
+    using Coef = ModelConfig::ValueMixPlan::Coef;
     ValueMix vm;
-    if (!cfg.has_value_lambda(layer)) return vm;
-    vm.learned = true;
-    const int t = cfg.value_embed_table(layer);
-    if (cfg.value_residual) {
-      vm.source = acts[0].v_raw;
-    } else if (t >= 0) {
-      vm.source = value_embeds[static_cast<size_t>(t)];
-      vm.table = t;
-    }
+    vm.plan = cfg.value_mix_plan(layer);
+    if (!vm.plan.learned) return vm;  // v = v_raw
+    if (vm.plan.first_layer_v) vm.source = acts[0].v_raw;
+    if (vm.plan.table >= 0) vm.source = value_embeds[static_cast<size_t>(vm.plan.table)];
     const float* lam = p32(offsets.blocks[static_cast<size_t>(layer)].value_lambda);
-    if (cfg.value_mix == "weighted") {
-      vm.a = MixCoef::learned(lam);
-      vm.c = vm.source ? MixCoef::learned(lam + 1) : MixCoef::constant(0.0f);
-    } else {
-      vm.a = MixCoef::one_minus(lam);
-      vm.c = MixCoef::learned(lam);
-    }
+    const auto coefficient = [lam](Coef k) {
+      switch (k) {
+        case Coef::one: return MixCoef::constant(1.0f);
+        case Coef::zero: return MixCoef::constant(0.0f);
+        case Coef::lambda0: return MixCoef::learned(lam);
+        case Coef::one_minus_lambda0: return MixCoef::one_minus(lam);
+        case Coef::lambda1: return MixCoef::learned(lam + 1);
+      }
+      return MixCoef::constant(0.0f);
+    };
+    vm.a = coefficient(vm.plan.a);
+    vm.c = coefficient(vm.plan.c);
     return vm;
   }
 
@@ -384,24 +382,25 @@ struct GptCuda::Impl : ModelBuffers {
   //             embedding backward adds into the fp32 gradient in a fixed order, so a table that
   //             several layers share gets each layer's rows, deterministically, without a buffer).
   void value_mix_backward(int l) {
+    using Coef = ModelConfig::ValueMixPlan::Coef;
     const ValueMix vm = value_mix(l);
-    if (!vm.learned) return;  // v = v_raw
+    if (!vm.plan.learned) return;  // v = v_raw
     const size_t NC = static_cast<size_t>(B) * Tn * C;
-    const bool weighted = cfg.value_mix == "weighted";
-    const bool own_source = cfg.value_residual && l == 0;  // v_first is this layer's own v_raw
+    const bool lerp = vm.plan.a == Coef::one_minus_lambda0;  // else weighted: a = l0, c = l1 or 0
+    const bool own_source = vm.plan.first_layer_v && l == 0;  // v_first is this layer's own v_raw
     float* dlam = g(offsets.blocks[static_cast<size_t>(l)].value_lambda);
-    if (own_source && !weighted) {
+    if (own_source && lerp) {
       // (1 - l) v_raw + l v_raw = v_raw: dv_raw = dv plus what later layers sent; dl is exactly 0.
       add(dv, dv, dv_first, NC);
       return;
     }
-    bf16* dsource = vm.table >= 0 ? dve : (vm.source ? dv_first : nullptr);
-    float* dlam_c = weighted ? (vm.source ? dlam + 1 : nullptr) : dlam;  // lerp: both terms into the one l
+    bf16* dsource = vm.plan.table >= 0 ? dve : (vm.source ? dv_first : nullptr);
+    float* dlam_c = lerp ? dlam : (vm.plan.c == Coef::lambda1 ? dlam + 1 : nullptr);  // lerp: both terms into l0
     gpu::mix_backward(dv, dsource, dlam, dlam_c, dv, acts[l].v_raw, vm.source, vm.a, vm.c, NC,
-                      /*accumulate_dx=*/false, /*accumulate_dy=*/vm.table < 0, mix_scratch, stream);
+                      /*accumulate_dx=*/false, /*accumulate_dy=*/vm.plan.table < 0, mix_scratch, stream);
     if (own_source) add(dv, dv, dv_first, NC);  // weighted layer 0: l0 dv + (l1 dv + later layers')
-    if (vm.table >= 0)
-      gpu::embedding_backward(g(offsets.value_embeds[static_cast<size_t>(vm.table)]), nullptr, dve, emb_ids,
+    if (vm.plan.table >= 0)
+      gpu::embedding_backward(g(offsets.value_embeds[static_cast<size_t>(vm.plan.table)]), nullptr, dve, emb_ids,
                               emb_offsets, emb_positions, num_unique, B, Tn, C, stream);
   }
 };
@@ -571,7 +570,7 @@ double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, in
       const Impl::ValueMix vm = m.value_mix(l);  // v = a v_raw + c source
       if (vm.source)
         gpu::mix_forward(a.v, a.v_raw, vm.source, vm.a, vm.c, NC, s);
-      else if (vm.learned)  // weighted without a source: v = l0 v_raw
+      else if (vm.plan.learned)  // weighted without a source: v = l0 v_raw
         gpu::mix_forward(a.v, a.v_raw, a.v_raw, vm.a, MixCoef::constant(0.0f), NC, s);
       else
         m.copy(a.v, a.v_raw, NC);

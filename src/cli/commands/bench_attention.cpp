@@ -1,7 +1,10 @@
 // bench --attention: speed of attention forward and forward+backward on random
 // inputs, over causal sequence lengths (batch = --tokens / seq_len), sliding
 // windows on the longest sequence, and a document mask (random document
-// lengths) on the longest sequence. Prints a table, then one JSON line per case.
+// lengths, optionally with a window: --doc-window) on the longest sequence.
+// --window-block b makes every window count whole b-token blocks
+// (model.window_block; the speedrun's masks from record #16 on). Prints a
+// table, then one JSON line per case.
 //
 // FLOP convention (docs/attention.md): forward = 4 * head_dim * heads * pairs,
 // where pairs counts the allowed (query, key) pairs of the mask exactly, summed
@@ -46,22 +49,24 @@ namespace {
 struct AttentionArgs {
   bool enabled = false;
   std::string seq_lens, windows, kernel = "auto";
-  int heads = 0, head_dim = 0, doc_len = 0;
+  int heads = 0, head_dim = 0, doc_len = 0, doc_window = 0, window_block = 0;
   int64_t tokens = 0;
   CLI::Option *seq_lens_opt = nullptr, *windows_opt = nullptr, *heads_opt = nullptr, *head_dim_opt = nullptr,
-              *tokens_opt = nullptr, *doc_len_opt = nullptr, *kernel_opt = nullptr;
+              *tokens_opt = nullptr, *doc_len_opt = nullptr, *kernel_opt = nullptr, *doc_window_opt = nullptr,
+              *window_block_opt = nullptr;
 };
 
 // The resolved settings of one run.
 struct Settings {
   std::vector<int> seq_lens, windows;
   std::string kernel;  // GPU only: auto | cuda_cores | tensor_cores
-  int heads = 0, head_dim = 0, doc_len = 0;
+  int heads = 0, head_dim = 0, doc_len = 0, doc_window = 0, window_block = 0;
   int64_t tokens = 0;
 };
 
 struct Case {
   int batch = 1, seq_len = 0, window = 0;  // window 0 = full causal
+  int window_block = 0;                    // 0 = token window; else whole blocks of this many tokens
   std::vector<int> doc_lengths;            // of one row; empty = no document mask
   int64_t pairs = 0;                       // allowed (query, key) pairs over the whole batch
 };
@@ -71,11 +76,25 @@ struct Timing {
   int64_t nonfinite = 0;
 };
 
-// Allowed pairs of one causal segment of length L under window w (0 = none):
-// its query i (0-based) sees min(i + 1, w) keys.
-int64_t segment_pairs(int64_t L, int64_t w) {
-  if (w <= 0 || w >= L) return L * (L + 1) / 2;
-  return w * (w + 1) / 2 + (L - w) * w;
+// Allowed (query, key) pairs of one row of T tokens, counted query by query
+// with the rule of cpu::AttentionMask: query t sees keys j <= t of its own
+// document (doc_lengths, empty = one document) that its window leaves: t - j < w,
+// or with blocks of b tokens floor(t/b) - floor(j/b) < w/b (w = 0: no window).
+int64_t row_pairs(int T, int window, int block, const std::vector<int>& doc_lengths) {
+  const std::vector<int> docs = doc_lengths.empty() ? std::vector<int>{T} : doc_lengths;
+  int64_t pairs = 0;
+  int doc_start = 0;
+  for (int L : docs) {
+    for (int t = doc_start; t < doc_start + L; ++t) {
+      int64_t first = doc_start;
+      if (window > 0)
+        first = std::max<int64_t>(first, block > 0 ? (static_cast<int64_t>(t / block) - (window / block - 1)) * block
+                                                   : static_cast<int64_t>(t) - window + 1);
+      pairs += t - first + 1;
+    }
+    doc_start += L;
+  }
+  return pairs;
 }
 
 // Random document lengths filling T: each 1 + (SplitMix64 draw mod (2*mean - 1)),
@@ -94,19 +113,14 @@ std::vector<int> document_lengths(int T, int mean, uint64_t seed) {
 
 constexpr uint64_t kDocumentSeed = 1;
 
-Case make_case(int batch, int T, int window, int doc_len) {
+Case make_case(int batch, int T, int window, int window_block, int doc_len) {
   Case c;
   c.batch = batch;
   c.seq_len = T;
   c.window = window;
+  c.window_block = window > 0 ? window_block : 0;
   if (doc_len > 0) c.doc_lengths = document_lengths(T, doc_len, kDocumentSeed);
-  int64_t row = 0;
-  if (c.doc_lengths.empty()) {
-    row = segment_pairs(T, window);
-  } else {
-    for (int L : c.doc_lengths) row += segment_pairs(L, window);
-  }
-  c.pairs = row * batch;
+  c.pairs = row_pairs(T, c.window, c.window_block, c.doc_lengths) * batch;
   return c;
 }
 
@@ -122,10 +136,11 @@ std::vector<int32_t> document_ids(const Case& c) {
 
 std::vector<Case> build_cases(const Settings& s) {
   std::vector<Case> cases;
-  for (int T : s.seq_lens) cases.push_back(make_case(static_cast<int>(std::max<int64_t>(1, s.tokens / T)), T, 0, 0));
+  for (int T : s.seq_lens)
+    cases.push_back(make_case(static_cast<int>(std::max<int64_t>(1, s.tokens / T)), T, 0, 0, 0));
   const int longest = *std::max_element(s.seq_lens.begin(), s.seq_lens.end());
-  for (int w : s.windows) cases.push_back(make_case(1, longest, w, 0));
-  cases.push_back(make_case(1, longest, 0, s.doc_len));
+  for (int w : s.windows) cases.push_back(make_case(1, longest, w, s.window_block, 0));
+  cases.push_back(make_case(1, longest, s.doc_window, s.window_block, s.doc_len));
   return cases;
 }
 
@@ -143,7 +158,7 @@ Timing time_cpu(const Case& c, int H, int D, int steps, int warmup) {
   const std::vector<float> q = normal(n), k = normal(n), v = normal(n), dout = normal(n);
   std::vector<float> out(n), dq(n), dk(n), dv(n), probs(static_cast<size_t>(B) * H * T * T);
   const std::vector<int32_t> ids = document_ids(c);
-  const cpu::AttentionMask mask{c.window, ids.empty() ? nullptr : ids.data()};
+  const cpu::AttentionMask mask{c.window, ids.empty() ? nullptr : ids.data(), c.window_block};
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   double fwd_ms = 0, all_ms = 0;
   for (int i = 0; i < warmup + steps; ++i) {
@@ -209,6 +224,19 @@ Settings resolve(const AttentionArgs& a, bool gpu) {
     fail("bench --attention: --head-dim must be even and in [2, 128] (the CUDA kernel's range), got ", s.head_dim);
   if (s.tokens <= 0) fail("bench --attention: --tokens must be positive, got ", s.tokens);
   if (s.doc_len <= 0) fail("bench --attention: --doc-len must be positive, got ", s.doc_len);
+  s.doc_window = given(a.doc_window_opt) ? a.doc_window : 0;
+  s.window_block = given(a.window_block_opt) ? a.window_block : 0;
+  if (s.doc_window < 0) fail("bench --attention: --doc-window must be >= 0 (0 = none), got ", s.doc_window);
+  if (s.window_block < 0)
+    fail("bench --attention: --window-block must be >= 0 (0 = token windows), got ", s.window_block);
+  if (s.window_block > 0) {
+    std::vector<int> all = s.windows;
+    if (s.doc_window > 0) all.push_back(s.doc_window);
+    for (int w : all)
+      if (w % s.window_block != 0)
+        fail("bench --attention: window ", w, " is not a multiple of --window-block ", s.window_block,
+             " (block windows count whole blocks)");
+  }
   s.kernel = a.kernel;
   if (s.kernel == "tensor_cores" && s.head_dim != 64 && s.head_dim != 128)
     fail("bench --attention: --attention-kernel tensor_cores needs --head-dim 64 or 128, got ", s.head_dim);
@@ -251,6 +279,9 @@ void run(const AttentionArgs& args, const std::string& requested_device, int ste
                   : "fp32 reference, kernels/cpu/attention.h");
   std::printf("FLOPs: forward = 4 * head_dim * heads * allowed query-key pairs (exact for the mask); "
               "forward+backward = 3.5 x forward (no credit for recomputation)\n");
+  if (s.window_block > 0)
+    std::printf("windows count whole %d-token blocks: query t sees key j when floor(t/%d) - floor(j/%d) < w/%d\n",
+                s.window_block, s.window_block, s.window_block, s.window_block);
   std::printf("%8s %7s %5s %6s %14s %11s %11s %11s %11s\n", "seq_len", "window", "docs", "batch", "pairs", "fwd ms",
               "fwd+bwd ms", "TFLOP/s fwd", "TFLOP/s f+b");
   std::fflush(stdout);
@@ -261,7 +292,8 @@ void run(const AttentionArgs& args, const std::string& requested_device, int ste
     if (gpu) {
 #if MUONGPT_HAVE_CUDA
       const GpuAttentionTiming g =
-          time_attention_gpu(c.batch, c.seq_len, H, D, c.window, document_ids(c), s.kernel, steps, warmup);
+          time_attention_gpu(c.batch, c.seq_len, H, D, c.window, c.window_block, document_ids(c), s.kernel, steps,
+                             warmup);
       t = {g.ms_fwd, g.ms_fwd_bwd, g.nonfinite};
 #endif
     } else {
@@ -280,6 +312,7 @@ void run(const AttentionArgs& args, const std::string& requested_device, int ste
     lines.push_back({{"backend", "muongpt"},
                      {"seq_len", c.seq_len},
                      {"window", c.window},
+                     {"window_block", c.window_block},
                      {"doc_mask", !c.doc_lengths.empty()},
                      {"documents", c.doc_lengths.empty() ? 1 : static_cast<int>(c.doc_lengths.size())},
                      {"batch", c.batch},
@@ -326,10 +359,16 @@ BenchMode add_attention_bench(CLI::App* bench) {
                                     "with --attention on the GPU: auto | cuda_cores | tensor_cores (default auto, "
                                     "as model.attention_kernel)")
                       ->check(CLI::IsMember({"auto", "cuda_cores", "tensor_cores"}));
+  a->doc_window_opt = bench->add_option("--doc-window", a->doc_window,
+                                        "with --attention: a sliding window for the document-masked case too, as in "
+                                        "the speedrun's packed sequences (default 0 = none)");
+  a->window_block_opt = bench->add_option("--window-block", a->window_block,
+                                          "with --attention: windows count whole blocks of this many tokens, as "
+                                          "model.window_block (the speedrun: 128; default 0 = token windows)");
   return [a](const RunOptions& options, int steps, int warmup) {
     if (!a->enabled) {
       for (const CLI::Option* o : {a->seq_lens_opt, a->windows_opt, a->heads_opt, a->head_dim_opt, a->tokens_opt,
-                                   a->doc_len_opt, a->kernel_opt})
+                                   a->doc_len_opt, a->kernel_opt, a->doc_window_opt, a->window_block_opt})
         if (o->count() > 0) fail("bench: ", o->get_name(), " only applies with --attention");
       return false;
     }

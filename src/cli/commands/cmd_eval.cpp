@@ -26,23 +26,17 @@ void register_eval(CLI::App& app) {
     const Config& cfg = lm.config;
     const std::string pattern = o->data.empty() ? cfg.data.val_pattern : o->data;
     const long long tokens = o->tokens > 0 ? o->tokens : cfg.data.val_tokens;
-    const int T = cfg.batch.seq_len, B = cfg.batch.micro_batch;
-    if (tokens < T) fail("--tokens ", tokens, ": need at least one sequence of ", T, " tokens");
-    ValSet val(pattern, o->data.empty() ? "data.val_pattern" : "--data", tokens - tokens % T, T, cfg.model.vocab_size);
-    std::vector<int32_t> inputs, targets, doc_ids;
-    double sum = 0;
-    for (int i = 0; i < val.num_sequences(); i += B) {
-      const int n = std::min(B, val.num_sequences() - i);
-      val.sequences(i, n, inputs, targets);
-      doc_ids.resize(inputs.size());
-      document_ids(inputs.data(), n, T, doc_ids.data());
-      sum += lm.model->forward(inputs.data(), targets.data(), n, T, doc_ids.data()) * n * T;
-    }
-    const double loss = sum / (static_cast<double>(val.num_sequences()) * T);
+    if (tokens < 1) fail("--tokens ", tokens, ": need at least one token");
+    ValSet val(pattern, o->data.empty() ? "data.val_pattern" : "--data", tokens, cfg.batch.seq_len,
+               cfg.model.vocab_size);
+    const double sum = val.loss_sum(0, val.num_sequences(), cfg.batch.micro_batch,
+                                    [&](const int32_t* inputs, const int32_t* targets, const int32_t* doc_ids, int n,
+                                        int len) { return lm.model->forward(inputs, targets, n, len, doc_ids); });
+    const double loss = sum / static_cast<double>(val.num_tokens());
     std::printf("checkpoint %s (step %d): val loss %.6f on %lld tokens of %s\n", o->checkpoint.c_str(), lm.step, loss,
-                static_cast<long long>(val.num_sequences()) * T, pattern.c_str());
+                static_cast<long long>(val.num_tokens()), pattern.c_str());
     const nlohmann::json result = {{"checkpoint", o->checkpoint}, {"step", lm.step}, {"val_loss", loss},
-                                   {"tokens", static_cast<long long>(val.num_sequences()) * T}, {"data", pattern}};
+                                   {"tokens", static_cast<long long>(val.num_tokens())}, {"data", pattern}};
     std::printf("%s\n", result.dump().c_str());
   });
 }
