@@ -104,6 +104,12 @@ for cfg in "${configs[@]}"; do
     grep -qE '^[0-9.]+ minutes on 8xH100, .*records/track_1_short/' <<<"$record"
   check "$name: info shows the record" grep -qF -- "\"record\": \"$record\"" <<<"$info"
   check "$name: info shows the 3.28 target" grep -qF '"target_val_loss": 3.28' <<<"$info"
+  if [ "$name" = 20_sub3min ]; then  # long/short windows: the short layers get half the long window's blocks
+    check "$name: info shows the per-layer windows" grep -qF \
+      "attention windows:     [1792, 896, 896, 896, 1792, 896, 896, 1792, 896, 896, 896, 1792] tokens, whole 128-token blocks, inside documents" <<<"$info"
+    check "$name: info shows the window schedule (step 696: 7 and 3 blocks)" grep -qF \
+      "step 696 [896, 384, 384, 384, 896, 384, 384, 896, 384, 384, 384, 896]" <<<"$info"
+  fi
   params=$(awk '/^parameters:/ {print $2}' <<<"$info")
   check "$name: $expected parameters (info says ${params:-nothing})" test "$params" = "$expected"
 

@@ -1,6 +1,8 @@
 // muongpt info: the resolved config, the parameter table, FLOPs and memory;
 // or statistics of token shards (--data); or the config reference.
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "backend/device.h"
 #include "cli/commands/commands.h"
@@ -13,6 +15,7 @@
 #endif
 #include "model/params.h"
 #include "optim/optimizer.h"
+#include "optim/schedule.h"
 #include "util/error.h"
 #include "util/format.h"
 #include "util/fs.h"
@@ -20,6 +23,31 @@
 namespace muongpt {
 
 namespace {
+
+// "[w0, w1, ...]", one entry per layer (or the one shared window).
+std::string window_list(const std::vector<int>& windows) {
+  std::string out = "[";
+  for (size_t i = 0; i < windows.size(); ++i) out += (i ? ", " : "") + std::to_string(windows[i]);
+  return out + "]";
+}
+
+// The per-layer windows, and under schedule.window_warmup those of the first,
+// middle and last step, so that a config's schedule can be checked by eye.
+void print_attention_windows(const Config& cfg) {
+  const ModelConfig& m = cfg.model;
+  if (m.attn_window.empty()) return;
+  std::printf("attention windows:     %s tokens%s%s (0 = full causal)\n", window_list(m.attn_window).c_str(),
+              m.window_block > 0 ? str(", whole ", m.window_block, "-token blocks").c_str() : "",
+              m.document_mask ? ", inside documents" : "");
+  const WindowWarmupConfig& ww = cfg.schedule.window_warmup;
+  if (ww.start <= 0) return;
+  const int steps = cfg.train.steps;
+  std::string line;
+  for (int step : {0, steps / 2, steps})
+    line += str(step ? ", " : "", "step ", step, " ", window_list(attention_windows_at(m, cfg.schedule, step, steps)));
+  std::printf("window warmup:         %s (rounding %s, layers %s)\n", line.c_str(), ww.rounding.c_str(),
+              ww.layers.c_str());
+}
 
 void print_model_info(const RunOptions& o) {
   std::string source;
@@ -48,6 +76,7 @@ void print_model_info(const RunOptions& o) {
               cfg.model.attn_window.empty() ? "causal: 6*L*C*T" : "12*C*keys per layer, sliding windows");
   std::printf("FLOPs per step:        %.3g (%lld tokens)\n", e.flops_per_token * cfg.batch.global_tokens,
               static_cast<long long>(cfg.batch.global_tokens));
+  print_attention_windows(cfg);
   std::printf("memory (CPU, fp32):    params %.2f GB, grads %.2f GB, optimizer %.2f GB, activations %.2f GB, total %.2f GB\n",
               e.param_bytes / 1e9, e.grad_bytes / 1e9, e.optimizer_bytes / 1e9, e.activation_bytes / 1e9,
               e.total_bytes() / 1e9);
