@@ -90,6 +90,12 @@ struct ModelConfig {
   bool has_attention(int layer) const;
   // Value-embedding table that layer mixes into its V, or -1.
   int value_embed_table(int layer) const;
+  // U-net skips: the residual-stream boundary (the state after encoder block
+  // enc - 1 - i, enc = n_layer / 2) whose state decoder block `layer` = enc + i
+  // adds, or -1 (no skips, or an encoder block).
+  int unet_skip_source(int layer) const;
+  // Logits the softmax covers: vocab_size with mask_padded_logits, else all padded rows.
+  int softmax_vocab() const { return mask_padded_logits ? vocab_size : padded_vocab_size; }
   // Whether layer owns value-mix lambdas (attn.value_lambda): every attention
   // layer under weighted mixing, those whose V has a source (value residual or
   // a value embedding) under lerp.

@@ -272,6 +272,13 @@ int ModelConfig::value_embed_table(int layer) const {
   return value_embed_layers.at(static_cast<size_t>(layer));
 }
 
+int ModelConfig::unet_skip_source(int layer) const {
+  if (!unet_skips) return -1;
+  const int enc = n_layer / 2, i = layer - enc;  // i: decoder index
+  if (i < 0 || i >= enc) return -1;
+  return enc - i;
+}
+
 bool ModelConfig::has_value_lambda(int layer) const {
   if (!has_attention(layer)) return false;
   if (value_mix == "weighted") return value_residual || value_embeds > 0;

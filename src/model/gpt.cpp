@@ -26,7 +26,7 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
   F_ = cfg.hidden();
   L_ = cfg.n_layer;
   Vp_ = cfg.padded_vocab_size;
-  V_softmax_ = cfg.mask_padded_logits ? cfg.vocab_size : Vp_;
+  V_softmax_ = cfg.softmax_vocab();
   MUONGPT_CHECK(max_seq_len <= cfg.max_seq_len || cfg.pos_embedding != "learned");
 
   params_.assign(table_.total(), T(0));
@@ -52,7 +52,7 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
     LayerActs& a = act_.layers[l];
     const bool attention = cfg.has_attention(l);
     a.x_in.resize(NC);
-    if (skip_source(l) >= 0) a.x_skip.resize(NC);
+    if (cfg_.unet_skip_source(l) >= 0) a.x_skip.resize(NC);
     if (cfg.x0_shortcut) a.x_mix.resize(NC);
     a.h1.resize(NC);
     a.n1_rstd.resize(N);
@@ -101,15 +101,6 @@ void Gpt<T>::init(uint64_t seed) {
 template <class T>
 void Gpt<T>::zero_grad() {
   std::fill(grads_.begin(), grads_.end(), T(0));
-}
-
-template <class T>
-int Gpt<T>::skip_source(int layer) const {
-  if (!cfg_.unet_skips) return -1;
-  const int enc = L_ / 2;
-  const int i = layer - enc;  // decoder index
-  if (i < 0 || i >= enc) return -1;
-  return enc - i;  // the stream state after encoder block enc-1-i
 }
 
 template <class T>
@@ -243,7 +234,7 @@ double Gpt<T>::forward(const int32_t* tokens, const int32_t* targets, int B, int
     LayerActs& a = act_.layers[l];
     if (l == 0) std::copy(x0, x0 + NC, a.x_in.begin());  // later blocks' inputs are written by the previous block
     x = a.x_in.data();
-    if (int src = skip_source(l); src >= 0) {
+    if (int src = cfg_.unet_skip_source(l); src >= 0) {
       const T* skip = act_.layers[src].x_in.data();
       mix_forward(a.x_skip.data(), x, skip, T(1), p(offsets_.skip_w)[l - L_ / 2], NC);
       x = a.x_skip.data();
@@ -334,7 +325,7 @@ void Gpt<T>::backward(T loss_scale) {
   for (int l = L_ - 1; l >= 0; --l) {
     const BlockParamOffsets& ly = offsets_.blocks[l];
     LayerActs& a = act_.layers[l];
-    const int src = skip_source(l);
+    const int src = cfg_.unet_skip_source(l);
     const T* x_block = cfg_.x0_shortcut ? a.x_mix.data() : (src >= 0 ? a.x_skip.data() : a.x_in.data());
     // dres holds dL/d(output of block l) = dL/d(x_attn + mlp_out)
     // MLP

@@ -123,7 +123,6 @@ class Gpt {
                   int B, int Tn);
   void qk_backward(T* draw, const T* dout, const std::vector<T>& mid, const std::vector<T>& rstd,
                    const std::vector<T>& raw, int B, int Tn);
-  int skip_source(int layer) const;  // boundary index whose state decoder `layer` adds, or -1
   // ModelConfig::value_mix_plan(layer) on the last forward's tensors and the
   // current lambdas: v = a * v_raw + c * source.
   struct ValueMix {

@@ -152,7 +152,7 @@ struct ModelBuffers {
     F = cfg.hidden();
     L = cfg.n_layer;
     Vp = cfg.padded_vocab_size;
-    V_softmax = cfg.mask_padded_logits ? cfg.vocab_size : Vp;
+    V_softmax = cfg.softmax_vocab();
     layernorm = cfg.norm == "layernorm";
     rope = cfg.pos_embedding == "rope";
     fused_qkv = cfg.qkv == "fused";
@@ -168,13 +168,6 @@ struct ModelBuffers {
   const float* p32(size_t o) const { return o == npos ? nullptr : params + o; }
   const bf16* pb(size_t o) const { return o == npos ? nullptr : params_bf16 + o; }
   float* g(size_t o) const { return o == npos ? nullptr : grads + o; }
-
-  int skip_source(int layer) const {
-    if (!cfg.unet_skips) return -1;
-    const int enc = L / 2, i = layer - enc;
-    if (i < 0 || i >= enc) return -1;
-    return enc - i;
-  }
 
   // ModelConfig::value_mix_plan(layer) on this model's buffers: v = a * v_raw + c * source,
   // the coefficients read from the lambdas on the device (MixCoef).
@@ -233,7 +226,7 @@ struct ModelBuffers {
     for (int l = 0; l < L; ++l) {
       LayerActs& s = acts[l];
       s.x_in = a.take<bf16>(NC);
-      s.x_skip = skip_source(l) >= 0 ? a.take<bf16>(NC) : nullptr;
+      s.x_skip = cfg.unet_skip_source(l) >= 0 ? a.take<bf16>(NC) : nullptr;
       s.x_mix = cfg.x0_shortcut ? a.take<bf16>(NC) : nullptr;
       if (cfg.has_attention(l)) {
         s.h1 = a.take<bf16>(NC);
@@ -288,7 +281,7 @@ struct ModelBuffers {
     dtmp = a.take<bf16>(NC);
     dskip.assign(L + 1, nullptr);
     for (int l = 0; l < L; ++l)
-      if (int src = skip_source(l); src >= 0) dskip[src] = a.take<bf16>(NC);
+      if (int src = cfg.unet_skip_source(l); src >= 0) dskip[src] = a.take<bf16>(NC);
     const size_t rows = std::max<size_t>(N, N * H);
     norm_scratch = a.take<float>(std::max(gpu::norm_backward_scratch_floats(static_cast<int>(rows), std::max(C, D)),
                                           gpu::norm_backward_scratch_floats(static_cast<int>(N), C)));
@@ -547,7 +540,7 @@ double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, in
     Impl::LayerActs& a = m.acts[l];
     if (l == 0) m.copy(a.x_in, x0, NC);
     const bf16* x = a.x_in;
-    if (int src = m.skip_source(l); src >= 0) {
+    if (int src = m.cfg.unet_skip_source(l); src >= 0) {
       gpu::mix_forward(a.x_skip, x, m.acts[src].x_in, MixCoef::constant(1.0f),
                        MixCoef::learned(m.p32(m.offsets.skip_w) + (l - m.L / 2)), NC, s);
       x = a.x_skip;
@@ -635,7 +628,7 @@ void GptCuda::backward(float loss_scale) {
   for (int l = m.L - 1; l >= 0; --l) {
     const BlockParamOffsets& ly = m.offsets.blocks[l];
     Impl::LayerActs& a = m.acts[l];
-    const int src = m.skip_source(l);
+    const int src = m.cfg.unet_skip_source(l);
     const bf16* x_block = m.cfg.x0_shortcut ? a.x_mix : (src >= 0 ? a.x_skip : a.x_in);
     const bool attention = m.cfg.has_attention(l);
     const bf16* x_attn = attention ? a.x_attn : x_block;
