@@ -27,19 +27,28 @@ inline double rope_inv_freq(int i, int D, double base, bool half_truncated) {
   return std::pow(1.0 / base, static_cast<double>(i) / (quarter - 1));
 }
 
+// The same tables from explicit angular frequencies, one per pair (D/2 of
+// them): angle = t * freqs[i] (schedule.window_stages.yarn rescales them).
 template <class T>
-void rope_tables(std::vector<T>& cos_table, std::vector<T>& sin_table, int Tn, int D, double base,
-                 bool half_truncated = false) {
-  const int half = D / 2;
+void rope_tables(std::vector<T>& cos_table, std::vector<T>& sin_table, int Tn, const std::vector<double>& freqs) {
+  const size_t half = freqs.size();
   cos_table.resize(static_cast<size_t>(Tn) * half);
   sin_table.resize(static_cast<size_t>(Tn) * half);
   for (int t = 0; t < Tn; ++t)
-    for (int i = 0; i < half; ++i) {
-      // inv_freq is computed in fp32 by the speedrun; we keep it in double
-      const double angle = t * rope_inv_freq(i, D, base, half_truncated);
+    for (size_t i = 0; i < half; ++i) {
+      const double angle = t * freqs[i];
       cos_table[static_cast<size_t>(t) * half + i] = static_cast<T>(std::cos(angle));
       sin_table[static_cast<size_t>(t) * half + i] = static_cast<T>(std::sin(angle));
     }
+}
+
+template <class T>
+void rope_tables(std::vector<T>& cos_table, std::vector<T>& sin_table, int Tn, int D, double base,
+                 bool half_truncated = false) {
+  // inv_freq is computed in fp32 by the speedrun; we keep it in double
+  std::vector<double> freqs(static_cast<size_t>(D / 2));
+  for (int i = 0; i < D / 2; ++i) freqs[static_cast<size_t>(i)] = rope_inv_freq(i, D, base, half_truncated);
+  rope_tables(cos_table, sin_table, Tn, freqs);
 }
 
 template <class T>

@@ -28,6 +28,7 @@ Usage (where PyTorch is installed):
 import argparse
 import fnmatch
 import json
+import itertools
 import math
 import os
 import sys
@@ -124,6 +125,20 @@ CONFIGS = {
     },
 }
 
+CONFIGS["attn_gate"] = {  # records #28-#31: attention gate, MLP-free block, FlashAttention windows, stages, YaRN
+    "model": dict(CONFIGS["value_embeds"]["model"], **{
+        "n_layer": 5, "n_head": 2, "d_model": 24, "mlp_hidden": 20, "value_embed_layers": [0, 1, -1, -1, 0],
+        "attention_free_layers": [3], "mlp_free_layers": [0], "attn_gate_dims": 5,
+        "attn_window": [8, 4, 4, 4, 8], "window_block": 0, "window_counts": "previous", "attn_scale": 0.3,
+    }),
+    "batch": {"global_tokens": 24, "micro_batch": 2, "seq_len": 12},
+    "schedule": {"kind": "wsd", "warmup_steps": 0, "cooldown_frac": 0.5, "final_lr_frac": 0.1,
+                 "window_stages": {"windows": [2, 4, 6], "multiple": 2, "final_eval": 8, "scale_log_factor": 0.2,
+                                   "yarn": True, "yarn_alpha": 0.1, "yarn_beta": 0.5}},
+    "optim": CONFIGS["value_embeds"]["optim"],
+    "train": {"steps": 10},
+}
+
 POLAR_EXPRESS = [
     (8.156554524902461, -22.48329292557795, 15.878769915207462),
     (4.042929935166739, -2.808917465908714, 0.5000178451051316),
@@ -163,6 +178,8 @@ def param_shapes(m):
         out.append((b + "attn.proj.weight", (C, C)))
         if m["bias"]:
             out.append((b + "attn.proj.bias", (C,)))
+        if m.get("attn_gate_dims", 0) > 0:
+            out.append((b + "attn.gate.weight", (m["n_head"], m["attn_gate_dims"])))
         if has_value_lambda(m, l):
             out.append((b + "attn.value_lambda", (2,) if m.get("value_mix", "lerp") == "weighted" else (1,)))
 
@@ -179,6 +196,8 @@ def param_shapes(m):
             attention_shapes(b, l)
         if m["x0_shortcut"]:
             out.append((b + "x0_lambdas", (2,)))
+        if not has_mlp(m, l):
+            continue
         norm(b + "norm2")
         out.append((b + "mlp.fc.weight", (Fh, C)))
         if m["bias"]:
@@ -196,6 +215,10 @@ def param_shapes(m):
 
 def has_attention(m, l):
     return l not in m.get("attention_free_layers", [])
+
+
+def has_mlp(m, l):
+    return l not in m.get("mlp_free_layers", [])
 
 
 def value_table(m, l):
@@ -222,38 +245,45 @@ def qkv_weight(P, b, m):
     return w, bias
 
 
-def rope(x, base, frequencies="standard"):
-    """Half-split rotary embedding with the speedrun's sign convention; x is (B, T, H, D)."""
-    T, D = x.shape[1], x.shape[3]
+def rope_frequencies(base, D, frequencies="standard"):
     if frequencies == "half_truncated":  # the speedrun's record #17 on
         inv_freq = (1.0 / base) ** torch.linspace(0, 1, steps=D // 4, dtype=torch.float64)
-        inv_freq = torch.cat([inv_freq, inv_freq.new_zeros(D // 4)])
-    else:
-        inv_freq = 1.0 / (base ** (torch.arange(0, D, 2, dtype=torch.float64) / D))
+        return torch.cat([inv_freq, inv_freq.new_zeros(D // 4)])
+    return 1.0 / (base ** (torch.arange(0, D, 2, dtype=torch.float64) / D))
+
+
+def rope(x, inv_freq):
+    """Half-split rotary embedding with the speedrun's sign convention; x is (B, T, H, D)."""
+    T, D = x.shape[1], x.shape[3]
     freqs = torch.outer(torch.arange(T, dtype=torch.float64), inv_freq)
     cos, sin = freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
     x1, x2 = x[..., : D // 2], x[..., D // 2:]
     return torch.cat([x1 * cos + x2 * sin, -x1 * sin + x2 * cos], dim=-1)
 
 
-def attention_mask(m, l, T, doc_ids):
+def attention_mask(m, l, T, doc_ids, windows):
     """Boolean (B or 1, 1, T, T) mask of keys each query may see in layer l."""
     t = torch.arange(T)[:, None]
     j = torch.arange(T)[None, :]
     allowed = j <= t
-    windows = m.get("attn_window", [])
     w = 0 if not windows else (windows[0] if len(windows) == 1 else windows[l])
     block = m.get("window_block", 0)
     if w > 0:
-        allowed = allowed & ((t // block - j // block < w // block) if block > 0 else (t - j < w))
+        if block > 0:
+            allowed = allowed & (t // block - j // block < w // block)
+        elif m.get("window_counts", "keys") == "previous":  # FlashAttention's window_size = (w, 0)
+            allowed = allowed & (t - j <= w)
+        else:
+            allowed = allowed & (t - j < w)
     allowed = allowed[None, None]
     if m.get("document_mask", False):
         allowed = allowed & (doc_ids[:, None, :, None] == doc_ids[:, None, None, :])
     return allowed
 
 
-def forward(P, m, tokens, doc_ids=None):
-    """Logits (B, T, Vp) before the softcap, and the capped logits used by the loss."""
+def forward(P, m, tokens, doc_ids=None, att=None):
+    """Logits (B, T, Vp) before the softcap, and the capped logits used by the loss. att: the
+    attention settings of the step (windows, scale, RoPE frequencies); None = the model's own."""
     B, T = tokens.shape
     C, H, L = m["d_model"], m["n_head"], m["n_layer"]
     D = C // H
@@ -274,7 +304,8 @@ def forward(P, m, tokens, doc_ids=None):
     if m["embed_norm"]:
         x = norm(x, "embed_norm")
     x0 = x
-    scale = m["attn_scale"] if m["attn_scale"] is not None else 1.0 / math.sqrt(D)
+    att = att or default_attention(m)
+    scale, inv_freq, windows = att["scale"], att["freqs"], att["windows"]
     enc = L // 2
     skips = []  # stream states at block boundaries 1..enc
     v_first = []  # layer 0's V before mixing, for the value residual
@@ -299,18 +330,22 @@ def forward(P, m, tokens, doc_ids=None):
             if m["qk_norm"] and (m["qk_norm_position"] == "before_rope" or m["pos_embedding"] != "rope"):
                 t = head_norm(t)
             if m["pos_embedding"] == "rope":
-                t = rope(t, m["rope_base"], m.get("rope_frequencies", "standard"))
+                t = rope(t, inv_freq)
             if m["qk_norm"] and m["qk_norm_position"] == "after_rope" and m["pos_embedding"] == "rope":
                 t = head_norm(t)
             if name == "q":
                 q = t
             else:
                 k = t
-        masked = m.get("document_mask", False) or any(m.get("attn_window", []))
-        mask = attention_mask(m, l, T, doc_ids) if masked else None
+        masked = m.get("document_mask", False) or any(windows)
+        mask = attention_mask(m, l, T, doc_ids, windows) if masked else None
         y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                            attn_mask=mask, is_causal=not masked, scale=scale)
-        y = y.transpose(1, 2).reshape(B, T, C)
+        y = y.transpose(1, 2)  # (B, T, H, D)
+        if m.get("attn_gate_dims", 0) > 0:  # record #28: per-head sigmoid gate from the first K input channels
+            K = m["attn_gate_dims"]
+            y = y * torch.sigmoid(F.linear(h[..., :K], P[b + "attn.gate.weight"]))[..., None]
+        y = y.reshape(B, T, C)
         return m["attn_residual_scale"] * F.linear(y, P[b + "attn.proj.weight"], P.get(b + "attn.proj.bias"))
     for l in range(L):
         b = f"blocks.{l}."
@@ -322,6 +357,10 @@ def forward(P, m, tokens, doc_ids=None):
             x = lam[0] * x + lam[1] * x0
         if has_attention(m, l):
             x = x + attend(norm(x, b + "norm1"), l, b)
+        if not has_mlp(m, l):
+            if m["unet_skips"] and l < enc:
+                skips.append(x)
+            continue
         h = F.linear(norm(x, b + "norm2"), P[b + "mlp.fc.weight"], P.get(b + "mlp.fc.bias"))
         h = F.gelu(h, approximate="tanh") if m["activation"] == "gelu" else F.relu(h).square()
         x = x + F.linear(h, P[b + "mlp.proj.weight"], P.get(b + "mlp.proj.bias"))
@@ -335,8 +374,50 @@ def forward(P, m, tokens, doc_ids=None):
     return logits, capped
 
 
-def loss_fn(P, m, tokens, targets, doc_ids=None):
-    logits, capped = forward(P, m, tokens, doc_ids)
+def default_attention(m):
+    D = m["d_model"] // m["n_head"]
+    scale = m["attn_scale"] if m["attn_scale"] is not None else 1.0 / math.sqrt(D)
+    freqs = rope_frequencies(m.get("rope_base", 10000.0), D, m.get("rope_frequencies", "standard"))
+    return {"windows": list(m.get("attn_window", [])), "scale": scale, "freqs": freqs}
+
+
+def stage_attention(cfg, step, steps):
+    """Attention settings at `step` under schedule.window_stages, transcribed from record #31's
+    training loop (get_ws, apply_yarn, attn_scales), with windows in tokens instead of 128-blocks."""
+    m, st = cfg["model"], cfg["schedule"].get("window_stages")
+    att = default_attention(m)
+    if not st or not st.get("windows"):
+        return att
+    stages = st["windows"]
+    validate = st.get("final_eval") or stages[-1]
+
+    def get_ws(s):
+        return validate if s == steps else stages[int(len(stages) * (s / (1 + steps)))]
+
+    freqs = att["freqs"].clone()
+    ws = get_ws(0)
+    for s in range(step + 1):  # the record's loop: apply_yarn whenever the window changes
+        new_ws = get_ws(s)
+        if new_ws != ws:
+            if st.get("yarn", False):
+                alpha, beta = st.get("yarn_alpha", 1.0), st.get("yarn_beta", 32.0)
+                rotations = ws * freqs / (2 * torch.pi)
+                ratio = ws / new_ws
+                weight = torch.clamp((rotations - alpha) / (beta - alpha), 0, 1)
+                freqs = freqs * (ratio + weight * (1 - ratio))
+            ws = new_ws
+    windows = list(dict.fromkeys(stages + [validate]))
+    factors = [st.get("scale_log_factor", 0.0) * math.log(cur / prev) + 1 for prev, cur in zip(windows[:-1], windows[1:])]
+    scales = dict(zip(windows, itertools.accumulate([att["scale"]] + factors, lambda acc, f: acc * f)))
+    unit = st.get("multiple") or max(1, m.get("window_block", 0))
+    longest = max(m["attn_window"])
+    n = ws // unit
+    layer_windows = [0 if w == 0 else unit * max(1, n * w // longest) for w in m["attn_window"]]
+    return {"windows": layer_windows, "scale": scales[ws], "freqs": freqs}
+
+
+def loss_fn(P, m, tokens, targets, doc_ids=None, att=None):
+    logits, capped = forward(P, m, tokens, doc_ids, att)
     V = m["vocab_size"] if m["mask_padded_logits"] else m["padded_vocab_size"]
     loss = F.cross_entropy(capped[..., :V].reshape(-1, V), targets.reshape(-1))
     return logits, loss
@@ -552,7 +633,7 @@ def make_fixture(name, cfg):
     tokens, targets, docs = random_batch(cfg, gen)
     initial = {n: flat(p) for n, p in params.items()}
 
-    logits, loss = loss_fn(params, m, tokens, targets, docs)
+    logits, loss = loss_fn(params, m, tokens, targets, docs, stage_attention(cfg, 0, cfg["train"]["steps"]))
     loss.backward()
     grads = {n: flat(p.grad) for n, p in params.items()}
 
@@ -586,7 +667,7 @@ def make_fixture(name, cfg):
             batches[-1]["doc_ids"] = step_docs.reshape(-1).tolist()
         for p in params.values():
             p.grad = None
-        _, step_loss = loss_fn(params, m, tok, tgt, step_docs)
+        _, step_loss = loss_fn(params, m, tok, tgt, step_docs, stage_attention(cfg, step, steps))
         step_loss.backward()
         losses.append(float(step_loss.detach()))
         factor = lr_factor(cfg["schedule"], step, steps)
@@ -599,6 +680,15 @@ def make_fixture(name, cfg):
                     pg["lr"] = lr
                 opt.step()
 
+    final_eval = None
+    if cfg["schedule"].get("window_stages"):  # the evaluation after the last step (final_eval window, YaRN)
+        tok, tgt, eval_docs = random_batch(cfg, gen)
+        with torch.no_grad():
+            _, eval_loss = loss_fn(params, m, tok, tgt, eval_docs, stage_attention(cfg, steps, steps))
+        final_eval = {"tokens": tok.reshape(-1).tolist(), "targets": tgt.reshape(-1).tolist(),
+                      "loss": float(eval_loss)}
+        if eval_docs is not None:
+            final_eval["doc_ids"] = eval_docs.reshape(-1).tolist()
     fixture = {
         "about": f"generated by scripts/reference/reference.py with torch {torch.__version__} (float64)",
         "config": cfg,
@@ -612,6 +702,8 @@ def make_fixture(name, cfg):
     }
     if docs is not None:
         fixture["doc_ids"] = docs.reshape(-1).tolist()
+    if final_eval is not None:
+        fixture["final_eval"] = final_eval
     return fixture
 
 

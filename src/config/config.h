@@ -11,6 +11,7 @@
 //   v(key, vector_of_structs, "description")      a JSON array of objects
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <optional>
 #include <string>
@@ -71,8 +72,11 @@ struct ModelConfig {
   bool x0_shortcut = false;
   bool unet_skips = false;
   std::vector<int> attention_free_layers;  // blocks with only the MLP
+  std::vector<int> mlp_free_layers;        // blocks with only the attention
+  int attn_gate_dims = 0;                  // attention output gate from the first K input channels; 0 = none
   std::vector<int> attn_window;  // per layer; empty = full causal everywhere
   int window_block = 0;          // 0 = token-exact windows
+  std::string window_counts = "keys";
   bool document_mask = false;
   std::string attention_kernel = "auto";  // CUDA backend only
   InitConfig init;
@@ -80,14 +84,18 @@ struct ModelConfig {
   int hidden() const { return mlp_hidden > 0 ? mlp_hidden : 4 * d_model; }
   int head_dim() const { return d_model / n_head; }
   // Sliding-window size of layer l in tokens (0 = full causal).
+  // window_counts "previous" adds the query's own token (FlashAttention's window_size = (w, 0)).
   int window(int layer) const {
     if (attn_window.empty()) return 0;
-    return attn_window.size() == 1 ? attn_window[0] : attn_window[static_cast<size_t>(layer)];
+    const int w = attn_window.size() == 1 ? attn_window[0] : attn_window[static_cast<size_t>(layer)];
+    return w > 0 && window_counts == "previous" ? w + 1 : w;
   }
   double softmax_scale() const;
   // False for the blocks listed in attention_free_layers (no attention
   // sublayer, no attention parameters).
   bool has_attention(int layer) const;
+  // False for the blocks listed in mlp_free_layers (no MLP sublayer, no MLP parameters).
+  bool has_mlp(int layer) const;
   // Value-embedding table that layer mixes into its V, or -1.
   int value_embed_table(int layer) const;
   // U-net skips: the residual-stream boundary (the state after encoder block
@@ -162,11 +170,20 @@ struct ModelConfig {
     v("unet_skips", unet_skips, "U-net: decoder block i adds w_i * (output of encoder block L/2-1-i)");
     v("attention_free_layers", attention_free_layers,
       "blocks without an attention sublayer (only the MLP; record #17 drops layer 7's)");
+    v("mlp_free_layers", mlp_free_layers, "blocks without an MLP sublayer (only attention; record #30 drops layer 0's)");
+    v("attn_gate_dims", attn_gate_dims,
+      "attention output gate (record #28): head h's output at token n is scaled by sigmoid(x[n,:K] . W_h), x = the "
+      "attention input, W (n_head, K) zero-initialised (blocks.*.attn.gate.weight); 0 = none (#28 on: 12)");
     v("attn_window", attn_window,
       "sliding attention window in tokens: [] = full causal, [w] = every layer, or one entry per layer (0 = full)");
     v("window_block", window_block,
       "0 = a query sees the previous w tokens; b > 0 = windows count whole b-token blocks: query t sees key j "
       "when floor(t/b) - floor(j/b) < w/b (record #16 on: 128); windows must be multiples of b");
+    v("window_counts", window_counts,
+      "what a token window w counts: keys = w keys including the query's own (t - j < w; FlexAttention records), "
+      "previous = the query and the w tokens before it (t - j <= w; FlashAttention's window_size = (w, 0), records "
+      "#29 on); needs window_block 0",
+      {"keys", "previous"});
     v("document_mask", document_mask,
       "tokens attend only within their own document (each document starts at its end-of-text token, id 50256)");
     v("attention_kernel", attention_kernel,
@@ -176,6 +193,14 @@ struct ModelConfig {
       {"auto", "cuda_cores", "tensor_cores"});
     v("init", init, "parameter initialisation");
   }
+};
+
+// What a model's attention uses in the following forwards; the trainer sets
+// it every step from the schedule (attention_settings_at, optim/schedule.h).
+struct AttentionSettings {
+  std::vector<int> windows;        // as model.attn_window (0 = full causal)
+  double scale = 0.0;              // softmax scale
+  std::vector<double> rope_freqs;  // angular frequency of each of the head_dim/2 RoPE pairs; empty without RoPE
 };
 
 // Throws Error unless `windows` is a valid model.attn_window for `model`
@@ -246,12 +271,59 @@ struct WindowWarmupConfig {
   }
 };
 
+// Stepped attention windows (records #29 on): training is cut into K equal
+// stages, K = len(windows); step s < steps runs stage floor(K * s / (steps + 1))
+// and the evaluation after the last step uses final_eval. In a stage the
+// largest layer of model.attn_window sees windows[k] tokens, and a layer whose
+// model.attn_window entry is W gets b * max(1, floor(n * W / W_max)) with
+// n = windows[k] / b and b = multiple (0: model.window_block, or 1 when that
+// is 0): model.attn_window gives each layer's share (records: long layers
+// 2W, short layers W).
+// Window-dependent attention (record #31), for the windows in order of first
+// use w_0, w_1, ... (the stages, then final_eval):
+//   scale(w_0) = model.attn_scale; scale(w_j) = scale(w_{j-1}) * (1 + scale_log_factor * ln(w_j / w_{j-1}))
+//   YaRN (arXiv 2309.00071): at each change of window w -> w', every RoPE pair's angular
+//   frequency f becomes f * (r + g * (1 - r)) with r = w / w' and g = clamp((w f / (2 pi) - alpha) / (beta - alpha), 0, 1):
+//   pairs that turn less than alpha times over the old window are interpolated, more than beta kept.
+struct WindowStagesConfig {
+  std::vector<int> windows;
+  int multiple = 0;
+  int final_eval = 0;
+  double scale_log_factor = 0.0;
+  bool yarn = false;
+  double yarn_alpha = 1.0;
+  double yarn_beta = 32.0;
+
+  template <class V>
+  void visit(V& v) {
+    v("windows", windows,
+      "largest layer's window in tokens in each of K equal stages of training (records #29 on); [] = off; other "
+      "windowed layers keep their model.attn_window share in whole multiples (see multiple)");
+    v("multiple", multiple,
+      "unit of the shares: a layer gets multiple*max(1, floor(n*W/W_max)), n = stage window / multiple (records "
+      "#29 on: 128, short windows (ws // 2) blocks); 0 = model.window_block, or 1 token");
+    v("final_eval", final_eval, "largest layer's window at the evaluation after the last step (record #31: longer "
+                                "than training's); 0 = the last stage's");
+    v("scale_log_factor", scale_log_factor,
+      "attention scale per window: model.attn_scale at the first, times (1 + f*ln(w_new/w_old)) at each new window "
+      "(record #31: 0.2); 0 = constant");
+    v("yarn", yarn, "rescale RoPE frequencies at each window change (YaRN, record #31); needs rope");
+    v("yarn_alpha", yarn_alpha, "YaRN: pairs with fewer turns than this over the old window are fully interpolated");
+    v("yarn_beta", yarn_beta, "YaRN: pairs with more turns than this over the old window keep their frequency");
+  }
+  bool enabled() const { return !windows.empty(); }
+  int share_unit(int window_block) const { return multiple > 0 ? multiple : std::max(1, window_block); }
+  // The windows in order of first use (the stages', then final_eval), each once.
+  std::vector<int> distinct_windows() const;
+};
+
 struct ScheduleConfig {
   std::string kind = "wsd";
   int warmup_steps = 0;
   double cooldown_frac = 0.4;
   double final_lr_frac = 0.0;
   WindowWarmupConfig window_warmup;
+  WindowStagesConfig window_stages;
 
   template <class V>
   void visit(V& v) {
@@ -262,6 +334,9 @@ struct ScheduleConfig {
     v("window_warmup", window_warmup,
       "attention windows growing over training (record #13 on): w = start + min(step/steps,1)*(W - start), "
       "rounded to a multiple (see rounding), for each layer's model.attn_window W > 0");
+    v("window_stages", window_stages,
+      "attention windows in K equal stages (records #29 on), with a window-dependent attention scale and YaRN "
+      "(record #31); excludes window_warmup");
   }
 };
 

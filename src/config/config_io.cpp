@@ -258,8 +258,21 @@ bool name_matches(const std::string& pattern, const std::string& name) {
   return glob_match(pattern.c_str(), name.c_str());
 }
 
+std::vector<int> WindowStagesConfig::distinct_windows() const {
+  std::vector<int> used;
+  std::vector<int> all = windows;
+  if (final_eval > 0) all.push_back(final_eval);
+  for (int w : all)
+    if (std::find(used.begin(), used.end(), w) == used.end()) used.push_back(w);
+  return used;
+}
+
 double ModelConfig::softmax_scale() const {
   return attn_scale ? *attn_scale : 1.0 / std::sqrt(static_cast<double>(head_dim()));
+}
+
+bool ModelConfig::has_mlp(int layer) const {
+  return std::find(mlp_free_layers.begin(), mlp_free_layers.end(), layer) == mlp_free_layers.end();
 }
 
 bool ModelConfig::has_attention(int layer) const {
@@ -435,6 +448,20 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
       invalid(source, str("model.attention_free_layers[", i, "]"),
               str(l, " is not a layer index (model.n_layer = ", m.n_layer, ")"));
   }
+  for (size_t i = 0; i < m.mlp_free_layers.size(); ++i) {
+    const int l = m.mlp_free_layers[i];
+    if (l < 0 || l >= m.n_layer)
+      invalid(source, str("model.mlp_free_layers[", i, "]"),
+              str(l, " is not a layer index (model.n_layer = ", m.n_layer, ")"));
+    if (!m.has_attention(l))
+      invalid(source, str("model.mlp_free_layers[", i, "]"),
+              str("layer ", l, " is also in model.attention_free_layers; a block needs attention or an MLP"));
+  }
+  if (m.attn_gate_dims < 0 || m.attn_gate_dims > m.d_model)
+    invalid(source, "model.attn_gate_dims", str(m.attn_gate_dims, " is outside [0, model.d_model = ", m.d_model, "]"));
+  if (m.window_counts == "previous" && m.window_block != 0)
+    invalid(source, "model.window_counts",
+            str("previous counts tokens, so it needs model.window_block = 0 (got ", m.window_block, ")"));
   bool any_attention = false;
   for (int l = 0; l < m.n_layer; ++l) any_attention = any_attention || m.has_attention(l);
   if (!any_attention) invalid(source, "model.attention_free_layers", "lists every layer; at least one needs attention");
@@ -539,6 +566,44 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
     if (!any_window)
       invalid(source, "schedule.window_warmup.start",
               "a window warmup needs model.attn_window with at least one window > 0 (the final sizes)");
+  }
+
+  const WindowStagesConfig& st = s.window_stages;
+  if (!st.enabled()) {
+    if (st.final_eval != 0 || st.scale_log_factor != 0 || st.yarn)
+      invalid(source, "schedule.window_stages.windows",
+              "is empty, but final_eval, scale_log_factor or yarn is set (they follow the stages' windows)");
+  } else {
+    if (ww.start > 0)
+      invalid(source, "schedule.window_stages.windows",
+              "cannot be combined with schedule.window_warmup (set window_warmup.start to 0)");
+    if (st.multiple < 0) invalid(source, "schedule.window_stages.multiple", "must be >= 0 (0 = model.window_block)");
+    if (st.multiple > 0 && m.window_block > 0 && st.multiple % m.window_block != 0)
+      invalid(source, "schedule.window_stages.multiple",
+              str(st.multiple, " is not a multiple of model.window_block = ", m.window_block));
+    const int unit = st.share_unit(m.window_block);
+    const auto check_window = [&](const std::string& key, int w) {
+      if (w <= 0) invalid(source, key, str(w, " must be positive (a window in tokens)"));
+      if (w % unit != 0)
+        invalid(source, key, str(w, " is not a multiple of ", st.multiple > 0 ? "schedule.window_stages.multiple" : "model.window_block", " = ", unit));
+    };
+    for (size_t k = 0; k < st.windows.size(); ++k)
+      check_window(str("schedule.window_stages.windows[", k, "]"), st.windows[k]);
+    if (st.final_eval != 0) check_window("schedule.window_stages.final_eval", st.final_eval);
+    if (std::none_of(m.attn_window.begin(), m.attn_window.end(), [](int w) { return w > 0; }))
+      invalid(source, "schedule.window_stages.windows",
+              "needs model.attn_window with at least one window > 0 (the layers' shares)");
+    if (st.yarn && m.pos_embedding != "rope")
+      invalid(source, "schedule.window_stages.yarn", str("needs model.pos_embedding = rope, not ", m.pos_embedding));
+    if (st.yarn && !(st.yarn_alpha < st.yarn_beta))
+      invalid(source, "schedule.window_stages.yarn_beta",
+              str(st.yarn_beta, " must be larger than yarn_alpha = ", st.yarn_alpha));
+    const std::vector<int> used = st.distinct_windows();
+    for (size_t j = 1; j < used.size(); ++j)
+      if (!(1.0 + st.scale_log_factor * std::log(static_cast<double>(used[j]) / used[j - 1]) > 0))
+        invalid(source, "schedule.window_stages.scale_log_factor",
+                str(st.scale_log_factor, " turns the attention scale negative at the change from window ", used[j - 1],
+                    " to ", used[j]));
   }
 
   if (cfg.dist.zero_stage != 0 && cfg.dist.zero_stage != 1)

@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/attention_gate.h"
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/mix.h"
@@ -32,8 +33,11 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
   params_.assign(table_.total(), T(0));
   grads_.assign(table_.total(), T(0));
   offsets_ = param_offsets(table_, cfg);
-  if (cfg.pos_embedding == "rope")
-    rope_tables(rope_cos_, rope_sin_, max_seq_len, D_, cfg.rope_base, cfg.rope_frequencies == "half_truncated");
+  if (cfg.pos_embedding == "rope") {
+    for (int i = 0; i < D_ / 2; ++i)
+      rope_freqs_.push_back(rope_inv_freq(i, D_, cfg.rope_base, cfg.rope_frequencies == "half_truncated"));
+    rope_tables(rope_cos_, rope_sin_, max_seq_len, rope_freqs_);
+  }
 
   // Activations, sized once for the largest batch.
   const size_t N = static_cast<size_t>(max_batch) * max_seq_len;
@@ -76,10 +80,16 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
     a.v.resize(NC);
     if (attention) a.probs.resize(static_cast<size_t>(max_batch) * H_ * max_seq_len * max_seq_len);
     a.att.resize(NC);
+    if (attention && cfg.attn_gate_dims > 0) {
+      a.att_gated.resize(NC);
+      a.gates.resize(N * H_);
+    }
     a.attn_out.resize(NC);
     a.x_attn.resize(NC);
-    a.fc.resize(N * F_);
-    a.act.resize(N * F_);
+    if (cfg.has_mlp(l)) {
+      a.fc.resize(N * F_);
+      a.act.resize(N * F_);
+    }
   }
   act_.x_final.resize(NC);
   act_.hf.resize(NC);
@@ -96,6 +106,17 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
 template <class T>
 void Gpt<T>::init(uint64_t seed) {
   init_params<T>(table_, params_.data(), seed);
+}
+
+template <class T>
+void Gpt<T>::set_attention(const AttentionSettings& settings) {
+  set_attention_windows(settings.windows);
+  MUONGPT_CHECK(settings.scale > 0);
+  cfg_.attn_scale = settings.scale;
+  if (cfg_.pos_embedding != "rope" || settings.rope_freqs == rope_freqs_) return;
+  MUONGPT_CHECK(settings.rope_freqs.size() == rope_freqs_.size());
+  rope_freqs_ = settings.rope_freqs;
+  rope_tables(rope_cos_, rope_sin_, max_seq_, rope_freqs_);
 }
 
 template <class T>
@@ -269,8 +290,20 @@ double Gpt<T>::forward(const int32_t* tokens, const int32_t* targets, int B, int
       qk_forward(a.k, a.k_mid, a.k_rstd, a.k_raw, B, Tn);
       attention_forward(a.att.data(), a.probs.data(), a.q.data(), a.k.data(), a.v.data(), B, Tn, H_, D_, scale,
                         attention_mask(l), act_.max_logits.data() + static_cast<size_t>(l) * H_);
-      matmul_forward(a.attn_out.data(), a.att.data(), p(ly.proj_w), p(ly.proj_b), N, C_, C_);
+      const T* att = a.att.data();
+      if (cfg_.attn_gate_dims > 0) {
+        attention_gate_forward(a.att_gated.data(), a.gates.data(), a.att.data(), a.h1.data(), p(ly.gate_w), N, C_, H_,
+                               D_, cfg_.attn_gate_dims);
+        att = a.att_gated.data();
+      }
+      matmul_forward(a.attn_out.data(), att, p(ly.proj_w), p(ly.proj_b), N, C_, C_);
       mix_forward(a.x_attn.data(), x, a.attn_out.data(), T(1), branch, NC);
+    }
+    T* next = l + 1 < L_ ? act_.layers[l + 1].x_in.data() : act_.x_final.data();
+    if (!cfg_.has_mlp(l)) {  // MLP-free block: its output is the state after attention
+      std::copy(a.x_attn.begin(), a.x_attn.begin() + NC, next);
+      x = next;
+      continue;
     }
     // MLP
     norm_forward(a.h2.data(), a.n2_mean.data(), a.n2_rstd.data(), a.x_attn.data(), ly.norm2_w, ly.norm2_b, N);
@@ -279,7 +312,6 @@ double Gpt<T>::forward(const int32_t* tokens, const int32_t* targets, int B, int
       gelu_forward(a.act.data(), a.fc.data(), static_cast<size_t>(N) * F_);
     else
       relu2_forward(a.act.data(), a.fc.data(), static_cast<size_t>(N) * F_);
-    T* next = l + 1 < L_ ? act_.layers[l + 1].x_in.data() : act_.x_final.data();
     matmul_forward(next, a.act.data(), p(ly.mlp_w), p(ly.mlp_b), N, F_, C_);
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < NC; ++i) next[i] += a.x_attn[i];
@@ -328,21 +360,29 @@ void Gpt<T>::backward(T loss_scale) {
     const int src = cfg_.unet_skip_source(l);
     const T* x_block = cfg_.x0_shortcut ? a.x_mix.data() : (src >= 0 ? a.x_skip.data() : a.x_in.data());
     // dres holds dL/d(output of block l) = dL/d(x_attn + mlp_out)
-    // MLP
-    matmul_backward(dact.data(), g(ly.mlp_w), g(ly.mlp_b), dres.data(), a.act.data(), p(ly.mlp_w), N, F_, C_, false);
-    if (cfg_.activation == "gelu")
-      gelu_backward(dfc.data(), dact.data(), a.fc.data(), static_cast<size_t>(N) * F_);
-    else
-      relu2_backward(dfc.data(), dact.data(), a.fc.data(), static_cast<size_t>(N) * F_);
-    matmul_backward(dh.data(), g(ly.fc_w), g(ly.fc_b), dfc.data(), a.h2.data(), p(ly.fc_w), N, C_, F_, false);
-    norm_backward(dres.data(), dh.data(), a.x_attn.data(), ly.norm2_w, ly.norm2_b, a.n2_mean.data(),
-                  a.n2_rstd.data(), N, /*accumulate=*/true);
+    // MLP (an MLP-free block's output is x_attn itself: dres passes through)
+    if (cfg_.has_mlp(l)) {
+      matmul_backward(dact.data(), g(ly.mlp_w), g(ly.mlp_b), dres.data(), a.act.data(), p(ly.mlp_w), N, F_, C_, false);
+      if (cfg_.activation == "gelu")
+        gelu_backward(dfc.data(), dact.data(), a.fc.data(), static_cast<size_t>(N) * F_);
+      else
+        relu2_backward(dfc.data(), dact.data(), a.fc.data(), static_cast<size_t>(N) * F_);
+      matmul_backward(dh.data(), g(ly.fc_w), g(ly.fc_b), dfc.data(), a.h2.data(), p(ly.fc_w), N, C_, F_, false);
+      norm_backward(dres.data(), dh.data(), a.x_attn.data(), ly.norm2_w, ly.norm2_b, a.n2_mean.data(),
+                    a.n2_rstd.data(), N, /*accumulate=*/true);
+    }
     // dres = dL/dx_attn; x_attn = x_block + branch * attn_out (= x_block without attention)
     if (cfg_.has_attention(l)) {
 #pragma omp parallel for schedule(static)
       for (size_t i = 0; i < NC; ++i) dattn_out[i] = branch * dres[i];
-      matmul_backward(datt.data(), g(ly.proj_w), g(ly.proj_b), dattn_out.data(), a.att.data(), p(ly.proj_w), N, C_,
-                      C_, false);
+      const bool gated = cfg_.attn_gate_dims > 0;
+      matmul_backward(datt.data(), g(ly.proj_w), g(ly.proj_b), dattn_out.data(),
+                      gated ? a.att_gated.data() : a.att.data(), p(ly.proj_w), N, C_, C_, false);
+      if (gated) {  // datt becomes the gradient of the ungated output; the gate's input gradient goes into dh
+        std::fill(dh.begin(), dh.begin() + NC, T(0));
+        attention_gate_backward(datt.data(), g(ly.gate_w), dh.data(), datt.data(), a.att.data(), a.gates.data(),
+                                a.h1.data(), p(ly.gate_w), N, C_, H_, D_, cfg_.attn_gate_dims);
+      }
       attention_backward(dq.data(), dk.data(), dv.data(), datt.data(), a.probs.data(), a.q.data(), a.k.data(),
                          a.v.data(), B, Tn, H_, D_, scale, attention_mask(l));
       // value mix: v = a v_raw + c source   (source: layer 0's v_raw, a value embedding, or none)
@@ -384,7 +424,7 @@ void Gpt<T>::backward(T loss_scale) {
         std::copy(dv.data() + o, dv.data() + o + C_, row + 2 * C_);
       }
       matmul_backward(dh.data(), g(ly.qkv_w), g(ly.qkv_b), dqkv.data(), a.h1.data(), p(ly.qkv_w), N, C_, 3 * C_,
-                      false);
+                      /*accumulate=*/gated);
       norm_backward(dres.data(), dh.data(), x_block, ly.norm1_w, ly.norm1_b, a.n1_mean.data(), a.n1_rstd.data(), N,
                     /*accumulate=*/true);
     }

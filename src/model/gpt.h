@@ -11,8 +11,9 @@
 //                                                c = l; weighted a = l0, c = l1
 // (attention-free blocks skip from norm1 to the attention residual add)
 //   q,k = rope/qk-norm(q,k);  y = causal_attention(q, k, v)
+//   [y_h = sigmoid(h[:K] . Wgate_h) * y_h]        attention output gate (record #28)
 //   x = x + s * (y Wproj^T [+ b])
-//   x = x + act(norm2(x) Wfc^T [+ b]) Wmlp^T [+ b]
+//   x = x + act(norm2(x) Wfc^T [+ b]) Wmlp^T [+ b]  (not in MLP-free blocks)
 // Model: x0 = [norm](tok_embed[tokens] [+ pos_embed]); blocks; logits =
 // norm(x) Whead^T; loss = mean cross-entropy of softcap(logits).
 //
@@ -71,6 +72,11 @@ class Gpt {
     cfg_.attn_window = windows;
   }
 
+  // Windows, softmax scale and RoPE frequencies of the following forwards
+  // (the schedule's attention_settings_at); the RoPE tables are recomputed
+  // only when the frequencies change. Throws Error on windows that do not fit.
+  void set_attention(const AttentionSettings& settings);
+
   // Logits (B, Tn, Vp) and per-token losses of the last forward. backward()
   // overwrites the logits with their gradient.
   const T* logits() const { return act_.logits.data(); }
@@ -91,6 +97,7 @@ class Gpt {
     std::vector<T> q, k, v;              // attention inputs
     std::vector<T> probs;                // (B, H, T, T)
     std::vector<T> att;                  // attention output before projection
+    std::vector<T> att_gated, gates;     // model.attn_gate_dims: gated output (N, C), gates (N, H)
     std::vector<T> attn_out;             // after projection
     std::vector<T> x_attn;               // residual after attention
     std::vector<T> h2, n2_mean, n2_rstd;
@@ -142,6 +149,7 @@ class Gpt {
   std::function<void(int)> layer_grads_hook_;
   ParamOffsets offsets_;  // where each parameter sits in params_ (kAbsentParam = absent)
   std::vector<T> rope_cos_, rope_sin_;
+  std::vector<double> rope_freqs_;  // the frequencies of rope_cos_/rope_sin_
   Acts act_;
   int B_ = 0, T_ = 0;  // shape of the last forward
   bool have_targets_ = false;

@@ -64,6 +64,7 @@ ParamTable::ParamTable(const ModelConfig& m) {
     }
     add(b + "attn.proj.weight", {C, C}, ParamRole::Matrix, linear(C, true));
     if (m.bias) add(b + "attn.proj.bias", {C}, ParamRole::Bias, constant({0.0}));
+    if (m.attn_gate_dims > 0) add(b + "attn.gate.weight", {m.n_head, m.attn_gate_dims}, ParamRole::Matrix, constant({0.0}));
     if (m.has_value_lambda(l)) {
       if (m.value_mix == "weighted")
         add(b + "attn.value_lambda", {2}, ParamRole::Scalar, constant({0.5, 0.5}));
@@ -82,6 +83,7 @@ ParamTable::ParamTable(const ModelConfig& m) {
     const std::string b = str("blocks.", l, ".");
     if (m.has_attention(l)) add_attention(b, l);
     if (m.x0_shortcut) add(b + "x0_lambdas", {2}, ParamRole::Scalar, constant({1.0, 0.0}));
+    if (!m.has_mlp(l)) continue;
     add_norm(b + "norm2");
     add(b + "mlp.fc.weight", {F, C}, ParamRole::Matrix, linear(C, false));
     if (m.bias) add(b + "mlp.fc.bias", {F}, ParamRole::Bias, constant({0.0}));
@@ -171,6 +173,7 @@ ParamOffsets param_offsets(const ParamTable& table, const ModelConfig& cfg) {
     ly.qkv_b = off(b + (fused ? "attn.qkv.bias" : "attn.q.bias"));
     ly.proj_w = off(b + "attn.proj.weight");
     ly.proj_b = off(b + "attn.proj.bias");
+    ly.gate_w = off(b + "attn.gate.weight");
     ly.value_lambda = off(b + "attn.value_lambda");
     ly.x0_lambdas = off(b + "x0_lambdas");
     ly.norm2_w = off(b + "norm2.weight");

@@ -85,6 +85,7 @@ class ParamTable {
 inline constexpr size_t kAbsentParam = static_cast<size_t>(-1);
 struct BlockParamOffsets {
   size_t norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, value_lambda, x0_lambdas;  // qkv_*: q's with separate q/k/v
+  size_t gate_w;  // attn.gate.weight (model.attn_gate_dims)
   size_t norm2_w, norm2_b, fc_w, fc_b, mlp_w, mlp_b;
 };
 struct ParamOffsets {

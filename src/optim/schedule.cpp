@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/cpu/rope.h"
+
 namespace muongpt {
 
 double lr_factor(const ScheduleConfig& s, int step, int total_steps) {
@@ -28,10 +30,27 @@ double muon_momentum_at(const OptimGroupConfig& g, int step) {
   return (1.0 - frac) * g.momentum_warmup_start + frac * g.momentum;
 }
 
+namespace {
+
+// The proportional rule: the largest window gets n multiples, a layer with
+// share W gets multiple * max(1, floor(n * W / W_max)); 0 stays 0.
+std::vector<int> proportional_windows(std::vector<int> windows, int64_t n, int multiple) {
+  const int longest = *std::max_element(windows.begin(), windows.end());
+  for (int& w : windows)
+    if (w != 0) w = multiple * static_cast<int>(std::max<int64_t>(1, n * w / longest));
+  return windows;
+}
+
+}  // namespace
+
 std::vector<int> attention_windows_at(const ModelConfig& model, const ScheduleConfig& schedule, int step,
                                       int total_steps) {
   const WindowWarmupConfig& ww = schedule.window_warmup;
   std::vector<int> windows = model.attn_window;
+  if (schedule.window_stages.enabled()) {
+    const int unit = schedule.window_stages.share_unit(model.window_block);
+    return proportional_windows(windows, stage_window_at(schedule, step, total_steps) / unit, unit);
+  }
   if (ww.start <= 0) return windows;
   const int span = std::max(1, ww.steps > 0 ? ww.steps : total_steps);
   const double frac = std::min(1.0, static_cast<double>(step) / span);
@@ -41,14 +60,70 @@ std::vector<int> attention_windows_at(const ModelConfig& model, const ScheduleCo
   };
   if (ww.layers == "proportional") {
     const int longest = *std::max_element(windows.begin(), windows.end());
-    const int64_t n = multiples_at(longest);
-    for (int& w : windows)
-      if (w != 0) w = ww.multiple * static_cast<int>(std::max<int64_t>(1, n * w / longest));
-    return windows;
+    return proportional_windows(windows, multiples_at(longest), ww.multiple);
   }
   for (int& w : windows)
     if (w != 0) w = ww.multiple * multiples_at(w);  // full causal (0) stays full causal
   return windows;
+}
+
+namespace {
+
+// Stage of `step` under window stages: floor(K * (step / (steps + 1))) for a
+// training step, K (the final evaluation) at step >= total_steps.
+size_t stage_index_at(const WindowStagesConfig& st, int step, int total_steps) {
+  if (step >= total_steps) return st.windows.size();
+  const double x = static_cast<double>(std::max(step, 0)) / (1 + total_steps);
+  return std::min(static_cast<size_t>(static_cast<double>(st.windows.size()) * x), st.windows.size() - 1);
+}
+
+int stage_window(const WindowStagesConfig& st, size_t k) {
+  if (k < st.windows.size()) return st.windows[k];
+  return st.final_eval > 0 ? st.final_eval : st.windows.back();
+}
+
+}  // namespace
+
+int stage_window_at(const ScheduleConfig& schedule, int step, int total_steps) {
+  const WindowStagesConfig& st = schedule.window_stages;
+  return st.enabled() ? stage_window(st, stage_index_at(st, step, total_steps)) : 0;
+}
+
+void apply_yarn(std::vector<double>& freqs, int old_window, int new_window, double alpha, double beta) {
+  const double ratio = static_cast<double>(old_window) / new_window;
+  for (double& f : freqs) {
+    const double turns = old_window * f / (2.0 * M_PI);
+    const double keep = std::clamp((turns - alpha) / (beta - alpha), 0.0, 1.0);
+    f *= ratio + keep * (1.0 - ratio);
+  }
+}
+
+AttentionSettings attention_settings_at(const ModelConfig& model, const ScheduleConfig& schedule, int step,
+                                        int total_steps) {
+  AttentionSettings out;
+  out.windows = attention_windows_at(model, schedule, step, total_steps);
+  out.scale = model.softmax_scale();
+  if (model.pos_embedding == "rope") {
+    const int D = model.head_dim();
+    for (int i = 0; i < D / 2; ++i)
+      out.rope_freqs.push_back(cpu::rope_inv_freq(i, D, model.rope_base, model.rope_frequencies == "half_truncated"));
+  }
+  const WindowStagesConfig& st = schedule.window_stages;
+  if (!st.enabled()) return out;
+  const int current = stage_window_at(schedule, step, total_steps);
+  // YaRN: replay every window change from the first stage up to this step's.
+  if (st.yarn) {
+    const size_t k_now = stage_index_at(st, step, total_steps);
+    for (size_t k = 1; k <= k_now; ++k) {
+      const int before = stage_window(st, k - 1), after = stage_window(st, k);
+      if (after != before) apply_yarn(out.rope_freqs, before, after, st.yarn_alpha, st.yarn_beta);
+    }
+  }
+  // scale(w_j) = scale(w_{j-1}) * (1 + f ln(w_j / w_{j-1})) over the windows in order of first use.
+  const std::vector<int> used = st.distinct_windows();
+  for (size_t j = 1; j < used.size() && used[j - 1] != current; ++j)
+    out.scale *= 1.0 + st.scale_log_factor * std::log(static_cast<double>(used[j]) / used[j - 1]);
+  return out;
 }
 
 }  // namespace muongpt

@@ -20,6 +20,12 @@
 // layers "proportional" (#20 on): only the largest window W_max follows g; with
 // n = its multiples, a layer with final window W gets multiple * max(1, floor(n W / W_max))
 // (#20's short windows: sliding_window_num_blocks // 2, at least the query's own block).
+// Window stages (schedule.window_stages, records #29 on): step s < steps runs
+// stage k = floor(K * (s / (steps + 1))) (the record's get_ws, in doubles as
+// its Python), the evaluation after the last step final_eval; the largest
+// layer sees the stage's window, the others their proportional share. The
+// attention scale and the YaRN-rescaled RoPE frequencies follow the window
+// history (see WindowStagesConfig in config/config.h).
 #pragma once
 
 #include <vector>
@@ -35,5 +41,16 @@ double muon_momentum_at(const OptimGroupConfig& group, int step);
 // itself when the warmup is off.
 std::vector<int> attention_windows_at(const ModelConfig& model, const ScheduleConfig& schedule, int step,
                                       int total_steps);
+// The largest layer's window at `step` under schedule.window_stages (the
+// stage's, or final_eval at step >= total_steps); 0 when the stages are off.
+int stage_window_at(const ScheduleConfig& schedule, int step, int total_steps);
+// Windows, softmax scale and RoPE frequencies at `step`: without window
+// stages the scale is model.softmax_scale() and the frequencies those of
+// model.rope_base / rope_frequencies.
+AttentionSettings attention_settings_at(const ModelConfig& model, const ScheduleConfig& schedule, int step,
+                                        int total_steps);
+// One YaRN rescaling of RoPE angular frequencies for a window change from
+// old_window to new_window tokens (see WindowStagesConfig).
+void apply_yarn(std::vector<double>& freqs, int old_window, int new_window, double alpha, double beta);
 
 }  // namespace muongpt

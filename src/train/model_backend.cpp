@@ -21,7 +21,7 @@ class CpuModel final : public ModelBackend {
   void backward(float loss_scale) override { model_.backward(loss_scale); }
   std::vector<float> max_attention_logits() const override { return model_.max_attention_logits(); }
   void set_layer_grads_hook(std::function<void(int)> hook) override { model_.set_layer_grads_hook(std::move(hook)); }
-  void set_attention_windows(const std::vector<int>& windows) override { model_.set_attention_windows(windows); }
+  void set_attention(const AttentionSettings& settings) override { model_.set_attention(settings); }
 
  private:
   Gpt<float> model_;

@@ -68,10 +68,10 @@ class ModelBackend {
   // (CPU) or their kernels are enqueued on the model's stream (GPU), for
   // l = n_layer-1 down to 0; see train/grad_buckets.h. Empty = none.
   virtual void set_layer_grads_hook(std::function<void(int)> hook) = 0;
-  // Sliding-window sizes for the following forwards, as model.attn_window
-  // (one entry for every layer or one per layer; 0 = full causal); the
-  // trainer sets them each step from schedule.window_warmup.
-  virtual void set_attention_windows(const std::vector<int>& windows) = 0;
+  // Windows (as model.attn_window), softmax scale and RoPE frequencies for
+  // the following forwards; the trainer sets them each step from the schedule
+  // (window_warmup, window_stages).
+  virtual void set_attention(const AttentionSettings& settings) = 0;
   virtual void grads_to_host() {}
   virtual void params_to_device() {}
   // Refreshes params() from the device (after device steps, before a checkpoint).

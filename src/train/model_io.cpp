@@ -22,10 +22,11 @@ LoadedModel load_model(const std::string& checkpoint, const std::vector<std::str
   for (const auto& spec : out.model->table().params())
     ckpt.read(spec.name, out.model->params().data() + spec.offset, spec.numel);
   out.step = ckpt.header().value("step", 0);
-  // The windows the run used at this step (schedule.window_warmup), so that
-  // eval reproduces the run's validation loss.
-  out.model->set_attention_windows(
-      attention_windows_at(out.config.model, out.config.schedule, out.step, out.config.train.steps));
+  // The windows, scale and RoPE frequencies the run used at this step
+  // (schedule.window_warmup / window_stages), so that eval reproduces the
+  // run's validation loss.
+  out.model->set_attention(
+      attention_settings_at(out.config.model, out.config.schedule, out.step, out.config.train.steps));
   return out;
 }
 

@@ -85,7 +85,7 @@ StepStats Trainer::train_step() {
   const int B = geometry_.micro_batch, T = geometry_.seq_len;
   const size_t per_micro = static_cast<size_t>(B) * T;
   const float loss_scale = 1.0f / static_cast<float>(cfg_.batch.global_tokens);
-  s.attn_window = apply_attention_windows();
+  s.attn_window = apply_attention_schedule(&s.attn_scale);
   model_->zero_grad();
   double loss_sum = 0;
   for (int m = 0; m < geometry_.grad_accum; ++m) {
@@ -145,16 +145,17 @@ StepStats Trainer::train_step() {
   return s;
 }
 
-int Trainer::apply_attention_windows() {
-  if (cfg_.schedule.window_warmup.start <= 0) return -1;
-  const std::vector<int> windows = attention_windows_at(cfg_.model, cfg_.schedule, step_, cfg_.train.steps);
-  model_->set_attention_windows(windows);
-  return *std::max_element(windows.begin(), windows.end());
+int Trainer::apply_attention_schedule(double* scale) {
+  if (cfg_.schedule.window_warmup.start <= 0 && !cfg_.schedule.window_stages.enabled()) return -1;
+  const AttentionSettings a = attention_settings_at(cfg_.model, cfg_.schedule, step_, cfg_.train.steps);
+  model_->set_attention(a);
+  if (scale) *scale = a.scale;
+  return *std::max_element(a.windows.begin(), a.windows.end());
 }
 
 double Trainer::evaluate() {
   if (!val_) return NAN;
-  apply_attention_windows();  // the windows of the step the model has reached
+  apply_attention_schedule();  // the windows (scale, RoPE) of the step the model has reached
   const auto [first, count] = val_->rank_range(comm_.rank(), comm_.world());
   double sum = val_->loss_sum(first, count, cfg_.batch.micro_batch,
                               [&](const int32_t* inputs, const int32_t* targets, const int32_t* doc_ids, int n,
@@ -376,6 +377,7 @@ void run_training(const RunOptions& options) {
                             {"grad_norm", s.grad_norm}, {"tokens", trainer.tokens_seen()},
                             {"step_ms", s.step_ms},     {"tokens_per_s", tok_s}};
       if (s.attn_window >= 0) rec["attn_window"] = s.attn_window;
+      if (cfg.schedule.window_stages.enabled()) rec["attn_scale"] = s.attn_scale;
       if (!trainer.optimizer_on_device()) {  // the device optimizer does not measure the update RMS
         nlohmann::json update_rms;
         const auto& groups = trainer.optimizer().config().groups;

@@ -35,7 +35,8 @@ struct StepStats {
   double lr_factor = 0;
   double grad_norm = 0;
   double step_ms = 0, data_ms = 0, forward_ms = 0, backward_ms = 0, comm_ms = 0, optim_ms = 0;
-  int attn_window = -1;  // largest attention window of the step under schedule.window_warmup; -1 = no warmup
+  int attn_window = -1;  // largest attention window of the step under a window schedule; -1 = none
+  double attn_scale = 0;  // its softmax scale (under a window schedule)
 };
 
 class Trainer {
@@ -62,9 +63,9 @@ class Trainer {
 
  private:
   void check_finite_loss(double loss) const;
-  // Sets the model's attention windows for the current step under
-  // schedule.window_warmup; returns the largest, or -1 without a warmup.
-  int apply_attention_windows();
+  // Sets the step's windows, scale and RoPE frequencies on the model (under
+  // a window schedule); returns the largest window, or -1 without one.
+  int apply_attention_schedule(double* scale = nullptr);
   Config cfg_;
   std::string source_;
   Comm& comm_;

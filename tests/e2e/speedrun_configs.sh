@@ -52,6 +52,12 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 #     attention scale and the batch add none: the record 275,598,388 (both
 #     records' GPT classes, instantiated with PyTorch), the config
 #     (padded tables)                                           275,742,772
+#   #22 to #27: #21's model (#24, #25 build the tables with 50,304 rows, as
+#     here; their merged scalars add 4 padding entries, layer 7's unused value
+#     lambdas and 6 unused skip weights, never trained)            275,742,772
+#   #28, #29 attention gate: (6, 12) in each of the 11 attention blocks
+#     275,742,772 + 11 x 72                                        275,743,564
+#   #30, #31 no MLP in block 0: - 2 x 768 x 3,072 = 4,718,592     271,024,972
 declare -A EXPECTED_PARAMS=(
   [01_llmc_baseline]=124475904
   [02_adamw_rope]=123532032
@@ -70,6 +76,16 @@ declare -A EXPECTED_PARAMS=(
   [19_fp8_head]=275742772
   [20_sub3min]=275742772
   [21_batch_size]=275742772
+  [22_faster_reduce]=275742772
+  [23_even_faster_reduce]=275742772
+  [24_no_allreduce]=275742772
+  [25_upgrade_torch]=275742772
+  [26_bos_align]=275742772
+  [27_triton_muon]=275742772
+  [28_sparse_attn_gate]=275743564
+  [29_fa3]=275743564
+  [30_skip_mlp_blocks]=271024972
+  [31_yarn]=271024972
 )
 
 # CPU size: 2 blocks of width 32 (2 heads), 2 micro-batches of 2 x 16 tokens
@@ -109,6 +125,13 @@ for cfg in "${configs[@]}"; do
       "attention windows:     [1792, 896, 896, 896, 1792, 896, 896, 1792, 896, 896, 896, 1792] tokens, whole 128-token blocks, inside documents" <<<"$info"
     check "$name: info shows the window schedule (step 696: 7 and 3 blocks)" grep -qF \
       "step 696 [896, 384, 384, 384, 896, 384, 384, 896, 384, 384, 384, 896]" <<<"$info"
+  fi
+  if [ "$name" = 31_yarn ]; then  # window stages with the record's scales, YaRN and the longer final window
+    check "$name: info shows the stage at step 557 (7 and 3 blocks, scale 0.116946)" grep -qF \
+      "from step 557: [896, 384, 384, 384, 896, 384, 384, 896, 384, 384, 384, 896], attention scale 0.116946" <<<"$info"
+    check "$name: info shows the final evaluation's windows (13 and 6 blocks, scale 0.131778)" grep -qF \
+      "final eval, step 1670: [1664, 768, 768, 768, 1664, 768, 768, 1664, 768, 768, 768, 1664], attention scale 0.131778" \
+      <<<"$info"
   fi
   params=$(awk '/^parameters:/ {print $2}' <<<"$info")
   check "$name: $expected parameters (info says ${params:-nothing})" test "$params" = "$expected"

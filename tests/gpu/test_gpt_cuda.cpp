@@ -3,7 +3,8 @@
 // attention logits and every parameter's gradient, for every feature on and
 // for the other side of each switch, and for the later records' features
 // (value embeddings with shared tables, lerp and weighted value mixes,
-// attention-free blocks, half-truncated RoPE, block windows). Tolerances
+// attention-free blocks, half-truncated RoPE, block windows, the attention
+// output gate, MLP-free blocks, windows counting the previous tokens). Tolerances
 // (bf16 activations through every layer, fp32 accumulation): loss 2e-2
 // relative; logits and gradients by relative Frobenius error per tensor,
 // 5e-2, with a floor of 1e-3 of the typical gradient size for tensors whose
@@ -72,6 +73,9 @@ void compare_with_cpu(const ModelConfig& cfg, const std::string& label) {
   GptCuda gpu_model(cfg, B, T);
   // every parameter random (zero-initialised ones too) and exactly representable in bf16
   std::vector<float> params = random_bf16(cpu_model.params().size(), 11, -0.3f, 0.3f);
+  for (const ParamSpec& spec : cpu_model.table().params())  // attention gates: sigmoids spread over ~(0.3, 0.7)
+    if (spec.name.find(".attn.gate.") != std::string::npos)
+      for (size_t i = 0; i < spec.numel; ++i) params[spec.offset + i] *= 4.0f;  // exact
   cpu_model.params() = params;
   gpu_model.set_params(params);
 
@@ -174,6 +178,32 @@ TEST_CASE("gpu model: value embeddings, attention-free blocks, half-truncated Ro
   compare_with_cpu(m, "value embeddings lerp, attention-free layers 0 and 3, token windows");
 }
 
+TEST_CASE("gpu model: attention gates, MLP-free blocks and windows counting the previous tokens match the CPU",
+          "[gpu][model][attn_gate]") {
+  ModelConfig m = gpu_sized(test::all_features_model());
+  m.attn_gate_dims = 12;
+  m.mlp_free_layers = {0};  // the next block and a U-net skip read the attention residual's output
+  m.window_counts = "previous";
+  m.attn_window = {0, 5, 1, 12};
+  m.document_mask = true;
+  compare_with_cpu(m, "gate K=12, MLP-free layer 0, windows 0/5/1/12 counting previous tokens");
+  m = value_embedding_model("weighted");
+  m.attn_gate_dims = m.d_model;  // K = C
+  m.mlp_free_layers = {1, 5};    // the last block writes x_final from its attention residual
+  m.window_block = 0;            // window_counts "previous" needs token windows
+  m.window_counts = "previous";
+  compare_with_cpu(m, "value embeddings, attention-free layer 3, gate K=C, MLP-free layers 1 and 5");
+  m = gpu_sized(test::all_features_model());
+  m.d_model = 128;
+  m.n_head = 2;  // head dim 64
+  m.attention_kernel = "tensor_cores";
+  m.attn_gate_dims = 12;
+  m.mlp_free_layers = {0, 3};
+  m.window_counts = "previous";
+  m.attn_window = {0, 5, 1, 12};
+  compare_with_cpu(m, "tensor cores, gate K=12, MLP-free layers 0 and 3, windows counting previous tokens");
+}
+
 TEST_CASE("gpu model: the value residual with weighted lambdas matches the CPU", "[gpu][model][value_embeds]") {
   ModelConfig m = gpu_sized(test::all_features_model());
   m.value_mix = "weighted";  // layer 0 mixes its own V: v = (l0 + l1) v_raw
@@ -242,6 +272,9 @@ TEST_CASE("gpu model: each block's gradients are final when the backward reports
   ModelConfig m = value_embedding_model("weighted");
   m.document_mask = false;  // the hook test's forward has no document ids
   check_layer_grads_hook(m, "value embeddings, attention-free layer, block windows");
+  m.attn_gate_dims = 12;
+  m.mlp_free_layers = {0, 5};
+  check_layer_grads_hook(m, "value embeddings, attention gates, MLP-free layers 0 and 5");
 }
 
 TEST_CASE("gpu training: 10 Muon + AdamW steps follow the CPU's losses", "[gpu][model][train]") {
@@ -304,24 +337,48 @@ TEST_CASE("gpu training: resuming from a checkpoint gives the uninterrupted run'
   }
 }
 
+namespace {
+
+// Trains cfg on the CPU and the GPU side by side: the same windows and scale
+// every step, losses within bf16 tolerance, and the evaluation after the run.
+void check_schedule_follows_cpu(const Config& cfg) {
+  validate_config(cfg, "test", 1);
+  auto comm = make_single_comm();
+  Trainer cpu_trainer(cfg, "test", *comm, "cpu");
+  Trainer gpu_trainer(cfg, "test", *comm, "cuda");
+  for (int step = 0; step < cfg.train.steps; ++step) {
+    INFO("step " << step + 1);
+    const StepStats c = cpu_trainer.train_step();
+    const StepStats g = gpu_trainer.train_step();
+    REQUIRE(g.attn_window == c.attn_window);
+    REQUIRE(g.attn_scale == c.attn_scale);
+    REQUIRE(std::isfinite(g.train_loss));
+    REQUIRE(std::abs(g.train_loss - c.train_loss) <= 2e-2 * std::abs(c.train_loss));
+  }
+  const double c = cpu_trainer.evaluate(), g = gpu_trainer.evaluate();
+  REQUIRE(std::abs(g - c) <= 2e-2 * std::abs(c));
+}
+
+}  // namespace
+
 TEST_CASE("gpu training: a window warmup follows the CPU's losses and windows", "[gpu][model][train][window]") {
   // windows grow 8 -> 64 tokens over 6 steps on two of four layers, document masks on
   Config cfg = load_config("configs/tiny.json",
                            {"batch.micro_batch=4", "batch.global_tokens=1024", "data.val_tokens=1024",
                             "train.steps=6", "model.attn_window=[0,64,64,0]", "model.document_mask=true",
                             "schedule.window_warmup.start=8", "schedule.window_warmup.multiple=8"});
-  validate_config(cfg, "test", 1);
-  auto comm = make_single_comm();
-  Trainer cpu_trainer(cfg, "test", *comm, "cpu");
-  Trainer gpu_trainer(cfg, "test", *comm, "cuda");
-  for (int step = 0; step < 6; ++step) {
-    INFO("step " << step + 1);
-    const StepStats c = cpu_trainer.train_step();
-    const StepStats g = gpu_trainer.train_step();
-    REQUIRE(g.attn_window == c.attn_window);
-    REQUIRE(std::isfinite(g.train_loss));
-    REQUIRE(std::abs(g.train_loss - c.train_loss) <= 2e-2 * std::abs(c.train_loss));
-  }
-  const double c = cpu_trainer.evaluate(), g = gpu_trainer.evaluate();
-  REQUIRE(std::abs(g - c) <= 2e-2 * std::abs(c));
+  check_schedule_follows_cpu(cfg);
+}
+
+TEST_CASE("gpu training: window stages with a scale and YaRN follow the CPU's losses", "[gpu][model][train][window]") {
+  // three stages (8, 16, 32 tokens) over 6 steps on two of four layers, the scale and the RoPE
+  // frequencies changing with them, and a longer window (64) for the final evaluation
+  Config cfg = load_config("configs/tiny.json",
+                           {"batch.micro_batch=4", "batch.global_tokens=1024", "data.val_tokens=1024",
+                            "train.steps=6", "model.attn_window=[0,64,32,0]", "model.document_mask=true",
+                            "model.window_counts=\"previous\"", "model.attn_scale=0.3",
+                            "schedule.window_stages.windows=[8,16,32]", "schedule.window_stages.multiple=8",
+                            "schedule.window_stages.final_eval=64", "schedule.window_stages.scale_log_factor=0.2",
+                            "schedule.window_stages.yarn=true", "schedule.window_stages.yarn_beta=4"});
+  check_schedule_follows_cpu(cfg);
 }

@@ -74,6 +74,24 @@ TEST_CASE("model gradients, value embeddings, attention-free block, block window
   }
 }
 
+TEST_CASE("model gradients, attention gate, MLP-free blocks, windows counting previous tokens", "[model][gradcheck]") {
+  {
+    ModelConfig m = value_embed_model();  // records #28-#31: gate from the first K channels, no MLP in block 0
+    m.attn_gate_dims = 3;
+    m.mlp_free_layers = {0, 4};
+    m.window_block = 0;
+    m.window_counts = "previous";
+    m.attn_window = {1, 2, 0, 3, 1};
+    check_model_gradients(m, "gate K=3, MLP-free layers 0 and 4, windows counting previous tokens");
+  }
+  {
+    ModelConfig m = all_features_model();
+    m.attn_gate_dims = m.d_model;  // the gate reads every channel
+    m.mlp_free_layers = {3};
+    check_model_gradients(m, "gate K=C, MLP-free last layer");
+  }
+}
+
 TEST_CASE("model gradients, switch variants", "[model][gradcheck]") {
   {
     check_model_gradients(other_switches(all_features_model()), kOtherSwitches);

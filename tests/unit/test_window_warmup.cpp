@@ -166,7 +166,9 @@ TEST_CASE("the trainer trains and evaluates every step with that step's windows"
   for (int step = 0; step < 4; ++step) {
     const std::vector<int> w = attention_windows_at(scheduled.model, scheduled.schedule, step, 4);
     seen.push_back(w[1]);
-    manual.model().set_attention_windows(w);
+    AttentionSettings a_fixed = attention_settings_at(fixed.model, fixed.schedule, step, 4);
+    a_fixed.windows = w;
+    manual.model().set_attention(a_fixed);
     const StepStats a = trainer.train_step();
     const StepStats b = manual.train_step();
     const StepStats c = final_windows.train_step();
@@ -179,17 +181,22 @@ TEST_CASE("the trainer trains and evaluates every step with that step's windows"
   REQUIRE(seen == std::vector<int>{8, 16, 32, 48});  // 8 + step/4 * 56, rounded down to multiples of 8
   REQUIRE(differs_from_final);  // the windows matter on this data, so the comparison above can fail
   // after 4 of 4 steps the windows are the final ones
-  manual.model().set_attention_windows(attention_windows_at(scheduled.model, scheduled.schedule, 4, 4));
+  manual.model().set_attention(attention_settings_at(scheduled.model, scheduled.schedule, 4, 4));
   REQUIRE(trainer.evaluate() == manual.evaluate());  // evaluate() moved on from step 5's windows
 }
 
-TEST_CASE("set_attention_windows refuses windows that do not fit the model", "[window][model]") {
+TEST_CASE("set_attention refuses windows that do not fit the model", "[window][model]") {
   const Config cfg = load_config(source_path("configs/tiny.json"));
   auto model = make_model_backend("cpu", cfg.model, 1, 16);
-  require_error([&] { model->set_attention_windows({1, 2}); }, {"has 2 entries", "model.n_layer = 4"});
-  require_error([&] { model->set_attention_windows({-1}); }, {"entry 0 is -1"});
-  model->set_attention_windows({0, 4, 0, 4});
-  model->set_attention_windows({});
+  AttentionSettings a = attention_settings_at(cfg.model, cfg.schedule, 0, cfg.train.steps);
+  const auto with_windows = [&](std::vector<int> w) {
+    a.windows = std::move(w);
+    return a;
+  };
+  require_error([&] { model->set_attention(with_windows({1, 2})); }, {"has 2 entries", "model.n_layer = 4"});
+  require_error([&] { model->set_attention(with_windows({-1})); }, {"entry 0 is -1"});
+  model->set_attention(with_windows({0, 4, 0, 4}));
+  model->set_attention(with_windows({}));
 }
 
 TEST_CASE("the FLOP estimate counts the keys a sliding window leaves", "[window][estimate]") {

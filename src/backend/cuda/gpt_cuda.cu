@@ -9,6 +9,7 @@
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/activation.cuh"
 #include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/attention_gate.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/embedding.cuh"
 #include "kernels/cuda/matmul.cuh"
@@ -119,17 +120,23 @@ struct ModelBuffers {
   ParamOffsets offsets;  // where each parameter sits in params (kAbsentParam = absent)
 
   // Attention-free blocks (model.attention_free_layers) have no attention
-  // buffers: h1 .. x_attn and n1_*, q_rstd, k_rstd, lse are null there, and
-  // their MLP reads the block input in place of x_attn.
+  // buffers: h1 .. x_attn and n1_*, q_rstd, k_rstd, lse, gate are null there,
+  // and their MLP reads the block input in place of x_attn. With the attention
+  // gate (model.attn_gate_dims), att is the ungated attention output, gate its
+  // gates (N, H) and att_gated the projection's input (null without the gate).
+  // MLP-free blocks (model.mlp_free_layers) have no h2 .. act, n2_* and no
+  // x_attn: their attention residual is written straight into the next
+  // block's input (or x_final).
   struct LayerActs {
     bf16 *x_in, *x_skip, *x_mix, *h1, *qkv, *q_raw, *k_raw, *v_raw, *q_mid, *k_mid, *q, *k, *v;
-    bf16 *att, *attn_out, *x_attn, *h2, *fc, *act;
-    float *n1_mean, *n1_rstd, *n2_mean, *n2_rstd, *q_rstd, *k_rstd, *lse;
+    bf16 *att, *att_gated, *attn_out, *x_attn, *h2, *fc, *act;
+    float *n1_mean, *n1_rstd, *n2_mean, *n2_rstd, *q_rstd, *k_rstd, *lse, *gate;
   };
   // device buffers
   float *params = nullptr, *grads = nullptr;
   bf16* params_bf16 = nullptr;
   float *rope_cos = nullptr, *rope_sin = nullptr;
+  std::vector<double> rope_freqs;  // the frequencies of rope_cos/rope_sin
   int32_t *tokens = nullptr, *targets = nullptr, *doc_ids = nullptr;
   int32_t *emb_ids = nullptr, *emb_offsets = nullptr, *emb_positions = nullptr;
   bf16 *emb = nullptr, *x0 = nullptr, *x_final = nullptr, *hf = nullptr, *logits = nullptr;
@@ -144,6 +151,7 @@ struct ModelBuffers {
   bf16* dve = nullptr;       // c * dv of one layer, scattered into its value-embedding table's gradient
   std::vector<bf16*> dskip;  // per boundary, for U-net skips (null when unused)
   float *norm_scratch = nullptr, *mix_scratch = nullptr, *attn_scratch = nullptr;
+  float* gate_scratch = nullptr;  // attention gate backward (null without the gate)
 
   ModelBuffers(const ModelConfig& c, int mb, int ms) : cfg(c), table(c), max_batch(mb), max_seq(ms) {
     C = cfg.d_model;
@@ -162,6 +170,8 @@ struct ModelBuffers {
       fail("GptCuda: sequence length ", max_seq, " exceeds model.max_seq_len = ", cfg.max_seq_len);
     if (cfg.value_residual && L > 0 && !cfg.has_attention(0))
       fail("GptCuda: model.value_residual needs attention in layer 0 (its V is the residual's source)");
+    if (cfg.attn_gate_dims < 0 || cfg.attn_gate_dims > C)
+      fail("GptCuda: model.attn_gate_dims = ", cfg.attn_gate_dims, " is outside [0, d_model = ", C, "]");
     offsets = param_offsets(table, cfg);
   }
 
@@ -197,6 +207,14 @@ struct ModelBuffers {
     vm.a = coefficient(vm.plan.a);
     vm.c = coefficient(vm.plan.c);
     return vm;
+  }
+
+  // cos/sin tables of rope_freqs for positions 0..max_seq-1, to the device.
+  void upload_rope_tables() {
+    std::vector<float> cos_table, sin_table;
+    cpu::rope_tables(cos_table, sin_table, max_seq, rope_freqs);
+    CUDA_CHECK(cudaMemcpy(rope_cos, cos_table.data(), cos_table.size() * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(rope_sin, sin_table.data(), sin_table.size() * sizeof(float), cudaMemcpyHostToDevice));
   }
 
   void layout(Arena& a) {
@@ -246,14 +264,20 @@ struct ModelBuffers {
         s.v = a.take<bf16>(NC);
         s.att = a.take<bf16>(NC);
         s.lse = a.take<float>(N * H);
+        if (cfg.attn_gate_dims > 0) {
+          s.gate = a.take<float>(N * H);
+          s.att_gated = a.take<bf16>(NC);
+        }
         s.attn_out = a.take<bf16>(NC);
-        s.x_attn = a.take<bf16>(NC);
+        s.x_attn = cfg.has_mlp(l) ? a.take<bf16>(NC) : nullptr;
       }
-      s.h2 = a.take<bf16>(NC);
-      s.n2_rstd = a.take<float>(N);
-      s.n2_mean = layernorm ? a.take<float>(N) : nullptr;
-      s.fc = a.take<bf16>(N * F);
-      s.act = a.take<bf16>(N * F);
+      if (cfg.has_mlp(l)) {
+        s.h2 = a.take<bf16>(NC);
+        s.n2_rstd = a.take<float>(N);
+        s.n2_mean = layernorm ? a.take<float>(N) : nullptr;
+        s.fc = a.take<bf16>(N * F);
+        s.act = a.take<bf16>(N * F);
+      }
     }
     x_final = a.take<bf16>(NC);
     hf = a.take<bf16>(NC);
@@ -287,6 +311,8 @@ struct ModelBuffers {
                                           gpu::norm_backward_scratch_floats(static_cast<int>(N), C)));
     mix_scratch = a.take<float>(gpu::mix_backward_scratch_floats());
     attn_scratch = a.take<float>(gpu::attention_backward_scratch_floats(max_batch, max_seq, H));
+    if (cfg.attn_gate_dims > 0)
+      gate_scratch = a.take<float>(gpu::attention_gate_backward_scratch_floats(static_cast<int>(N), H, cfg.attn_gate_dims));
   }
 };
 
@@ -407,10 +433,9 @@ GptCuda::GptCuda(const ModelConfig& cfg, int max_batch, int max_seq_len)
                         max_seq_len, " tokens)"));
   m.layout(m.arena);  // hand out
   if (m.rope) {
-    std::vector<float> cos_table, sin_table;
-    cpu::rope_tables(cos_table, sin_table, max_seq_len, m.D, cfg.rope_base, cfg.rope_frequencies == "half_truncated");
-    CUDA_CHECK(cudaMemcpy(m.rope_cos, cos_table.data(), cos_table.size() * sizeof(float), cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(m.rope_sin, sin_table.data(), sin_table.size() * sizeof(float), cudaMemcpyHostToDevice));
+    for (int i = 0; i < m.D / 2; ++i)
+      m.rope_freqs.push_back(cpu::rope_inv_freq(i, m.D, cfg.rope_base, cfg.rope_frequencies == "half_truncated"));
+    m.upload_rope_tables();
   }
   CUDA_CHECK(cudaMemset(m.params, 0, m.table.total() * sizeof(float)));
   CUDA_CHECK(cudaMemset(m.params_bf16, 0, m.table.total() * sizeof(bf16)));
@@ -551,6 +576,8 @@ double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, in
       x = a.x_mix;
     }
     float* max_logits = m.max_logits + static_cast<size_t>(l) * m.H;
+    bf16* next = l + 1 < m.L ? m.acts[l + 1].x_in : m.x_final;
+    const bool mlp = m.cfg.has_mlp(l);
     const bf16* x_attn = x;  // attention-free block: the MLP reads the block input
     if (!m.cfg.has_attention(l)) {
       CUDA_CHECK(cudaMemsetAsync(max_logits, 0, m.H * sizeof(float), s));  // no logits: 0, as the CPU model
@@ -571,21 +598,30 @@ double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, in
       m.qk_forward(a.k, a.k_mid, a.k_rstd, a.k_raw);
       gpu::attention_forward(a.att, a.lse, max_logits, a.q, a.k, a.v, B, Tn, m.H, m.D, scale, m.cfg.window(l),
                              m.cfg.window_block, m.docs(), s, m.attention_kernel);
-      m.matmul.forward(a.attn_out, a.att, m.pb(ly.proj_w), m.pb(ly.proj_b), N, m.C, m.C, s);
-      gpu::mix_forward(a.x_attn, x, a.attn_out, MixCoef::constant(1.0f), MixCoef::constant(branch), NC, s);
-      x_attn = a.x_attn;
+      const bf16* proj_in = a.att;
+      if (a.gate) {  // attention gate: att_gated = sigmoid(h1[:, :K] W^T) * att, per head
+        gpu::attention_gate_forward(a.att_gated, a.gate, a.att, a.h1, m.p32(ly.gate_w), N, m.C, m.H, m.D,
+                                    m.cfg.attn_gate_dims, s);
+        proj_in = a.att_gated;
+      }
+      m.matmul.forward(a.attn_out, proj_in, m.pb(ly.proj_w), m.pb(ly.proj_b), N, m.C, m.C, s);
+      bf16* out = mlp ? a.x_attn : next;  // an MLP-free block's output is the state after the attention residual
+      gpu::mix_forward(out, x, a.attn_out, MixCoef::constant(1.0f), MixCoef::constant(branch), NC, s);
+      x_attn = out;
     }
-    // MLP
-    m.norm_forward(a.h2, a.n2_mean, a.n2_rstd, x_attn, ly.norm2_w, ly.norm2_b, N);
-    m.matmul.forward(a.fc, a.h2, m.pb(ly.fc_w), m.pb(ly.fc_b), N, m.C, m.F, s);
-    const size_t NF = static_cast<size_t>(N) * m.F;
-    if (m.cfg.activation == "gelu")
-      gpu::gelu_forward(a.act, a.fc, NF, s);
-    else
-      gpu::relu2_forward(a.act, a.fc, NF, s);
-    bf16* next = l + 1 < m.L ? m.acts[l + 1].x_in : m.x_final;
-    m.matmul.forward(next, a.act, m.pb(ly.mlp_w), m.pb(ly.mlp_b), N, m.F, m.C, s);
-    m.add(next, next, x_attn, NC);
+    if (mlp) {
+      m.norm_forward(a.h2, a.n2_mean, a.n2_rstd, x_attn, ly.norm2_w, ly.norm2_b, N);
+      m.matmul.forward(a.fc, a.h2, m.pb(ly.fc_w), m.pb(ly.fc_b), N, m.C, m.F, s);
+      const size_t NF = static_cast<size_t>(N) * m.F;
+      if (m.cfg.activation == "gelu")
+        gpu::gelu_forward(a.act, a.fc, NF, s);
+      else
+        gpu::relu2_forward(a.act, a.fc, NF, s);
+      m.matmul.forward(next, a.act, m.pb(ly.mlp_w), m.pb(ly.mlp_b), N, m.F, m.C, s);
+      m.add(next, next, x_attn, NC);
+    } else if (x_attn != next) {
+      m.copy(next, x_attn, NC);  // a block with neither sublayer passes its input on
+    }
   }
 
   m.norm_forward(m.hf, m.nf_mean, m.nf_rstd, m.x_final, m.offsets.normf_w, m.offsets.normf_b, N);
@@ -631,20 +667,30 @@ void GptCuda::backward(float loss_scale) {
     const int src = m.cfg.unet_skip_source(l);
     const bf16* x_block = m.cfg.x0_shortcut ? a.x_mix : (src >= 0 ? a.x_skip : a.x_in);
     const bool attention = m.cfg.has_attention(l);
-    const bf16* x_attn = attention ? a.x_attn : x_block;
-    // MLP (dres = dL/d(block output))
-    m.matmul.backward(m.dact, m.g(ly.mlp_w), m.g(ly.mlp_b), m.dres, a.act, m.pb(ly.mlp_w), N, m.F, m.C, false, s);
-    if (m.cfg.activation == "gelu")
-      gpu::gelu_backward(m.dfc, m.dact, a.fc, NF, s);
-    else
-      gpu::relu2_backward(m.dfc, m.dact, a.fc, NF, s);
-    m.matmul.backward(m.dh, m.g(ly.fc_w), m.g(ly.fc_b), m.dfc, a.h2, m.pb(ly.fc_w), N, m.C, m.F, false, s);
-    m.norm_backward(m.dres, m.dh, x_attn, ly.norm2_w, ly.norm2_b, a.n2_mean, a.n2_rstd, N, true);
+    // MLP (dres = dL/d(block output)); an MLP-free block's output is x_attn
+    if (m.cfg.has_mlp(l)) {
+      const bf16* x_attn = attention ? a.x_attn : x_block;
+      m.matmul.backward(m.dact, m.g(ly.mlp_w), m.g(ly.mlp_b), m.dres, a.act, m.pb(ly.mlp_w), N, m.F, m.C, false, s);
+      if (m.cfg.activation == "gelu")
+        gpu::gelu_backward(m.dfc, m.dact, a.fc, NF, s);
+      else
+        gpu::relu2_backward(m.dfc, m.dact, a.fc, NF, s);
+      m.matmul.backward(m.dh, m.g(ly.fc_w), m.g(ly.fc_b), m.dfc, a.h2, m.pb(ly.fc_w), N, m.C, m.F, false, s);
+      m.norm_backward(m.dres, m.dh, x_attn, ly.norm2_w, ly.norm2_b, a.n2_mean, a.n2_rstd, N, true);
+    }
     // dres = dL/dx_attn; x_attn = x_block + branch * attn_out (= x_block in an attention-free block)
     if (attention) {
+      const bool gated = a.gate != nullptr;
       gpu::mix_forward(m.dattn_out, m.dres, m.dres, MixCoef::constant(branch), MixCoef::constant(0.0f), NC, s);
-      m.matmul.backward(m.datt, m.g(ly.proj_w), m.g(ly.proj_b), m.dattn_out, a.att, m.pb(ly.proj_w), N, m.C, m.C,
-                        false, s);
+      m.matmul.backward(m.datt, m.g(ly.proj_w), m.g(ly.proj_b), m.dattn_out, gated ? a.att_gated : a.att,
+                        m.pb(ly.proj_w), N, m.C, m.C, false, s);
+      if (gated) {
+        // datt: d(att_gated) -> d(att) in place; the gate's part of d(h1) goes into dh, which the qkv
+        // backward below then adds its own part to
+        CUDA_CHECK(cudaMemsetAsync(m.dh, 0, NC * sizeof(bf16), s));
+        gpu::attention_gate_backward(m.datt, m.g(ly.gate_w), m.dh, m.datt, a.att, a.gate, a.h1, m.p32(ly.gate_w), N,
+                                     m.C, m.H, m.D, m.cfg.attn_gate_dims, m.gate_scratch, s);
+      }
       gpu::attention_backward(m.dq, m.dk, m.dv, m.datt, a.att, a.lse, a.q, a.k, a.v, B, Tn, m.H, m.D, scale,
                               m.cfg.window(l), m.cfg.window_block, m.docs(), m.attn_scratch, s, m.attention_kernel);
       m.value_mix_backward(l);  // dv -> d(v_raw), the value lambdas and the source's gradient
@@ -655,7 +701,8 @@ void GptCuda::backward(float loss_scale) {
       std::swap(m.dtmp, m.dk);
       merge_qkv_kernel<<<blocks_for(NC), 256, 0, s>>>(m.dqkv, m.dq, m.dk, m.dv, N, m.C);
       CUDA_CHECK_LAUNCH("merge_qkv_kernel");
-      m.matmul.backward(m.dh, m.g(ly.qkv_w), m.g(ly.qkv_b), m.dqkv, a.h1, m.pb(ly.qkv_w), N, m.C, 3 * m.C, false, s);
+      m.matmul.backward(m.dh, m.g(ly.qkv_w), m.g(ly.qkv_b), m.dqkv, a.h1, m.pb(ly.qkv_w), N, m.C, 3 * m.C,
+                        /*accumulate_dinp=*/gated, s);
       m.norm_backward(m.dres, m.dh, x_block, ly.norm1_w, ly.norm1_b, a.n1_mean, a.n1_rstd, N, true);
     }
     // dres = dL/d(x_block)
@@ -693,6 +740,18 @@ void GptCuda::set_layer_grads_hook(std::function<void(int)> hook) { impl_->layer
 void GptCuda::set_attention_windows(const std::vector<int>& windows) {
   check_attention_windows(impl_->cfg, windows);
   impl_->cfg.attn_window = windows;
+}
+
+void GptCuda::set_attention(const AttentionSettings& settings) {
+  Impl& m = *impl_;
+  set_attention_windows(settings.windows);
+  MUONGPT_CHECK(settings.scale > 0);
+  m.cfg.attn_scale = settings.scale;
+  if (!m.rope || settings.rope_freqs == m.rope_freqs) return;
+  MUONGPT_CHECK(settings.rope_freqs.size() == m.rope_freqs.size());
+  m.rope_freqs = settings.rope_freqs;
+  CUDA_CHECK(cudaStreamSynchronize(m.stream));  // no kernel may still read the old tables
+  m.upload_rope_tables();
 }
 
 }  // namespace muongpt

@@ -21,8 +21,12 @@
 // layer's share (c * dv) into its table's fp32 gradient as soon as the layer
 // is done, with the deterministic embedding backward, so tables shared by
 // several layers need no extra buffer. Attention-free blocks hold no
-// attention activations. Block windows (model.window_block) are a mask rule
-// of the attention kernels.
+// attention activations, MLP-free blocks no MLP activations (their attention
+// residual is written straight into the next block's input). Block windows
+// (model.window_block) are a mask rule of the attention kernels. The
+// attention gate (model.attn_gate_dims) reads its fp32 master weights, like
+// the learned scalars of the residual mixes, and keeps the ungated attention
+// output and the fp32 gates for the backward.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -76,6 +80,9 @@ class GptCuda {
   // Sliding-window sizes of the following forwards (as model.attn_window:
   // one entry or one per layer, 0 = full causal); throws Error otherwise.
   void set_attention_windows(const std::vector<int>& windows);
+  // Windows, softmax scale and RoPE frequencies (as Gpt<T>::set_attention);
+  // the RoPE tables are recomputed and uploaded only when the frequencies change.
+  void set_attention(const AttentionSettings& settings);
 
   // Logits (B*Tn, padded vocab) of the last forward, as floats; before backward.
   std::vector<float> logits() const;

@@ -289,7 +289,7 @@ class CudaModel final : public ModelBackend {
   void backward(float loss_scale) override { model_.backward(loss_scale); }
   std::vector<float> max_attention_logits() const override { return model_.max_attention_logits(); }
   void set_layer_grads_hook(std::function<void(int)> hook) override { model_.set_layer_grads_hook(std::move(hook)); }
-  void set_attention_windows(const std::vector<int>& windows) override { model_.set_attention_windows(windows); }
+  void set_attention(const AttentionSettings& settings) override { model_.set_attention(settings); }
   void grads_to_host() override { grads_ = model_.grads(); }
   void params_to_device() override { model_.set_params(params_); }
   void params_to_host() override { params_ = model_.params(); }

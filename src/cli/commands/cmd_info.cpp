@@ -36,12 +36,36 @@ std::string window_list(const std::vector<int>& windows) {
 void print_attention_windows(const Config& cfg) {
   const ModelConfig& m = cfg.model;
   if (m.attn_window.empty()) return;
-  std::printf("attention windows:     %s tokens%s%s (0 = full causal)\n", window_list(m.attn_window).c_str(),
+  std::printf("%s%s tokens%s%s (0 = full causal)\n",
+              cfg.schedule.window_stages.enabled() ? "window shares:         " : "attention windows:     ",
+              window_list(m.attn_window).c_str(),
               m.window_block > 0 ? str(", whole ", m.window_block, "-token blocks").c_str() : "",
               m.document_mask ? ", inside documents" : "");
+  if (m.window_counts == "previous") std::printf("                       (each query also sees itself: w + 1 keys)\n");
+  const int steps = cfg.train.steps;
+  const WindowStagesConfig& st = cfg.schedule.window_stages;
+  if (st.enabled()) {  // one line per window the run uses: first step, windows, scale
+    const std::vector<double> base = attention_settings_at(m, cfg.schedule, 0, steps).rope_freqs;
+    int previous = -1;
+    for (int step = 0; step <= steps; ++step) {
+      const int w = stage_window_at(cfg.schedule, step, steps);
+      if (w == previous) continue;
+      previous = w;
+      const AttentionSettings a = attention_settings_at(m, cfg.schedule, step, steps);
+      std::string yarn;  // how much YaRN has slowed the slowest rotating pair so far
+      for (size_t i = base.size(); st.yarn && i-- > 0;)
+        if (base[i] > 0) {
+          yarn = str(", slowest RoPE pair x", a.rope_freqs[i] / base[i]);
+          break;
+        }
+      std::printf("window stage:          %s %d: %s, attention scale %.6g%s\n",
+                  step == steps ? "final eval, step" : "from step", step, window_list(a.windows).c_str(), a.scale,
+                  yarn.c_str());
+    }
+    return;
+  }
   const WindowWarmupConfig& ww = cfg.schedule.window_warmup;
   if (ww.start <= 0) return;
-  const int steps = cfg.train.steps;
   std::string line;
   for (int step : {0, steps / 2, steps})
     line += str(step ? ", " : "", "step ", step, " ", window_list(attention_windows_at(m, cfg.schedule, step, steps)));

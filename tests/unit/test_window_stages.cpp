@@ -1,0 +1,199 @@
+// Attention windows in stages (schedule.window_stages, speedrun records #29 on)
+// with the window-dependent attention scale and YaRN of record #31: the
+// schedule against the records' own expressions at every step, YaRN's
+// properties, the config checks, and that the trainer trains and evaluates
+// with each step's settings. (The exact YaRN frequencies and scales in a
+// training run are checked against PyTorch by the attn_gate reference fixture.)
+#include <algorithm>
+#include <cmath>
+
+#include "config/config_io.h"
+#include "dist/comm.h"
+#include "optim/schedule.h"
+#include "test_support.h"
+#include "train/trainer.h"
+
+using namespace muongpt;
+using namespace muongpt::test;
+
+namespace {
+
+// Records #29-#31: 12 layers, long windows on layers 0, 4, 7, 11, the others
+// short; windows in 128-token blocks, counted FlashAttention's way.
+Config record31_config(int steps, int final_eval) {
+  Config cfg;
+  ModelConfig& m = cfg.model;
+  m.n_layer = 12;
+  m.n_head = 6;
+  m.d_model = 768;
+  m.rope_base = 1024;
+  m.rope_frequencies = "half_truncated";
+  m.attention_free_layers = {7};
+  m.window_counts = "previous";
+  m.attn_window = {1408, 704, 704, 704, 1408, 704, 704, 1408, 704, 704, 704, 1408};
+  m.attn_scale = 0.1;
+  WindowStagesConfig& st = cfg.schedule.window_stages;
+  st.windows = {384, 896, 1408};
+  st.multiple = 128;
+  st.final_eval = final_eval;
+  st.scale_log_factor = 0.2;
+  st.yarn = true;
+  cfg.train.steps = steps;
+  return cfg;
+}
+
+// The records' get_ws (in blocks), with Python's float arithmetic.
+int record_ws(int step, int steps, int ws_validate) {
+  const int schedule[3] = {3, 7, 11};
+  if (step == steps) return ws_validate;
+  const double x = static_cast<double>(step) / (1 + steps);
+  return schedule[static_cast<int>(3 * x)];
+}
+
+}  // namespace
+
+TEST_CASE("window stages reproduce records #29-#31's windows at every step", "[schedule][window]") {
+  const int long_layers[] = {0, 4, 7, 11};
+  for (const auto& [steps, ws_validate] : {std::pair{1670, 11}, std::pair{1705, 11}, std::pair{1670, 13}}) {
+    const Config cfg = record31_config(steps, ws_validate == 11 ? 0 : ws_validate * 128);
+    for (int step = 0; step <= steps; ++step) {
+      const int ws = record_ws(step, steps, ws_validate);
+      const std::vector<int> w = attention_windows_at(cfg.model, cfg.schedule, step, steps);
+      INFO("N " << steps << " step " << step);
+      REQUIRE(stage_window_at(cfg.schedule, step, steps) == ws * 128);
+      for (int l = 0; l < 12; ++l) {
+        const bool is_long = std::find(std::begin(long_layers), std::end(long_layers), l) != std::end(long_layers);
+        REQUIRE(w[static_cast<size_t>(l)] == (is_long ? ws * 128 : (ws / 2) * 128));
+      }
+    }
+  }
+  // the stage boundaries of record #31 (N = 1670): 557 and 1114
+  const Config cfg = record31_config(1670, 13 * 128);
+  REQUIRE(stage_window_at(cfg.schedule, 556, 1670) == 384);
+  REQUIRE(stage_window_at(cfg.schedule, 557, 1670) == 896);
+  REQUIRE(stage_window_at(cfg.schedule, 1113, 1670) == 896);
+  REQUIRE(stage_window_at(cfg.schedule, 1114, 1670) == 1408);
+  // FlashAttention's window_size = (w, 0) sees w + 1 keys
+  ModelConfig m = cfg.model;
+  m.attn_window = attention_windows_at(cfg.model, cfg.schedule, 0, 1670);
+  REQUIRE(m.window(0) == 385);
+  REQUIRE(m.window(1) == 129);
+}
+
+TEST_CASE("the attention scale follows record #31's window-dependent rule", "[schedule][window]") {
+  const Config cfg = record31_config(1670, 13 * 128);
+  // The record: windows [3, 7, 11, 13], factors 0.2 ln(cur/prev) + 1, accumulated from 0.1.
+  const double blocks[] = {3, 7, 11, 13};
+  double expected = 0.1;
+  const int steps_at[] = {0, 557, 1114, 1670};
+  for (int i = 0; i < 4; ++i) {
+    if (i > 0) expected *= 0.2 * std::log(blocks[i] / blocks[i - 1]) + 1;
+    const AttentionSettings a = attention_settings_at(cfg.model, cfg.schedule, steps_at[i], 1670);
+    INFO("window " << blocks[i]);
+    REQUIRE(std::abs(a.scale - expected) < 1e-15);
+  }
+  REQUIRE(std::abs(attention_settings_at(cfg.model, cfg.schedule, 1669, 1670).scale - 0.1 * (0.2 * std::log(7.0 / 3) + 1) *
+                                                                                        (0.2 * std::log(11.0 / 7) + 1)) <
+          1e-15);
+  Config constant = cfg;
+  constant.schedule.window_stages.scale_log_factor = 0;
+  REQUIRE(attention_settings_at(constant.model, constant.schedule, 1670, 1670).scale == 0.1);
+}
+
+TEST_CASE("YaRN interpolates slow RoPE pairs and keeps fast ones", "[schedule][window][rope]") {
+  const Config cfg = record31_config(1670, 13 * 128);
+  const std::vector<double> base = attention_settings_at(cfg.model, cfg.schedule, 0, 1670).rope_freqs;
+  const std::vector<double> last = attention_settings_at(cfg.model, cfg.schedule, 1670, 1670).rope_freqs;
+  REQUIRE(base.size() == 64);
+  REQUIRE(base[0] == 1.0);
+  REQUIRE(std::abs(base[31] - 1.0 / 1024) < 1e-18);
+  // pair 0 turns 384/(2 pi) = 61 times over the first window (> beta = 32): kept through every change
+  REQUIRE(last[0] == base[0]);
+  // the slowest pair turns far less than alpha = 1 time: interpolated by 3/7, 7/11 and 11/13, so 3/13 in all
+  REQUIRE(std::abs(last[31] / base[31] - 3.0 / 13) < 1e-14);
+  // the half-truncated pairs do not rotate, before or after
+  for (size_t i = 32; i < 64; ++i) REQUIRE(last[i] == 0.0);
+  // every pair in between is scaled by a factor in [3/13, 1], slower pairs more
+  for (size_t i = 1; i < 32; ++i) {
+    const double f = last[i] / base[i];
+    REQUIRE(f >= 3.0 / 13 - 1e-14);
+    REQUIRE(f <= 1.0);
+    REQUIRE(f <= last[i - 1] / base[i - 1] + 1e-15);
+  }
+  // within a stage nothing changes; without yarn the frequencies stay the base ones
+  REQUIRE(attention_settings_at(cfg.model, cfg.schedule, 556, 1670).rope_freqs == base);
+  REQUIRE(attention_settings_at(cfg.model, cfg.schedule, 557, 1670).rope_freqs ==
+          attention_settings_at(cfg.model, cfg.schedule, 1113, 1670).rope_freqs);
+  Config plain = cfg;
+  plain.schedule.window_stages.yarn = false;
+  REQUIRE(attention_settings_at(plain.model, plain.schedule, 1670, 1670).rope_freqs == base);
+}
+
+TEST_CASE("window stages, gates and MLP-free blocks are checked with clear errors", "[schedule][window][config]") {
+  const std::string tiny = source_path("configs/tiny.json");
+  const auto check = [&](std::vector<std::string> overrides, std::initializer_list<std::string> needles) {
+    require_error([&] { validate_config(load_config(tiny, overrides), "tiny", 1); }, needles);
+  };
+  const std::string windows = "model.attn_window=[16,8,8,16]";
+  check({windows, "schedule.window_stages.windows=[8,12]", "schedule.window_warmup.start=8",
+         "schedule.window_warmup.multiple=8"},
+        {"schedule.window_stages.windows", "window_warmup"});
+  check({windows, "schedule.window_stages.windows=[8,12]", "schedule.window_stages.multiple=8"},
+        {"schedule.window_stages.windows[1]", "12 is not a multiple"});
+  check({windows, "schedule.window_stages.windows=[8,0]"}, {"windows[1]", "must be positive"});
+  check({"schedule.window_stages.windows=[8]"}, {"needs model.attn_window"});
+  check({"schedule.window_stages.final_eval=8"}, {"schedule.window_stages.windows", "is empty"});
+  check({windows, "schedule.window_stages.windows=[8,64]", "schedule.window_stages.scale_log_factor=-1"},
+        {"scale_log_factor", "negative", "8 to 64"});
+  check({windows, "schedule.window_stages.windows=[8]", "schedule.window_stages.yarn=true",
+         "model.pos_embedding=\"learned\""},
+        {"schedule.window_stages.yarn", "rope"});
+  check({"model.window_counts=\"previous\"", "model.window_block=4"}, {"model.window_counts", "window_block"});
+  check({"model.mlp_free_layers=[1]", "model.attention_free_layers=[1]"}, {"model.mlp_free_layers[0]", "layer 1"});
+  check({"model.mlp_free_layers=[9]"}, {"model.mlp_free_layers[0]", "9 is not a layer index"});
+  check({"model.attn_gate_dims=1000"}, {"model.attn_gate_dims", "1000"});
+  validate_config(load_config(tiny, {windows, "schedule.window_stages.windows=[8,12]",
+                                     "schedule.window_stages.final_eval=16", "schedule.window_stages.yarn=true",
+                                     "schedule.window_stages.scale_log_factor=0.2"}),
+                  "tiny", 1);
+}
+
+TEST_CASE("the trainer trains and evaluates each step with the stage's windows, scale and RoPE", "[schedule][window]") {
+  const std::vector<std::string> base = {"model.attn_window=[0,16,8,16]", "model.attn_scale=0.3",
+                                         "model.window_counts=\"previous\"", "train.steps=4",
+                                         "batch.global_tokens=1024", "data.val_tokens=1024"};
+  std::vector<std::string> staged = base;
+  staged.insert(staged.end(), {"schedule.window_stages.windows=[4,8,16]", "schedule.window_stages.multiple=4",
+                               "schedule.window_stages.final_eval=32", "schedule.window_stages.scale_log_factor=0.2",
+                               "schedule.window_stages.yarn=true", "schedule.window_stages.yarn_beta=4"});
+  const Config scheduled = load_config(source_path("configs/tiny.json"), staged);
+  const Config fixed = load_config(source_path("configs/tiny.json"), base);
+  validate_config(scheduled, "scheduled", 1);
+  validate_config(fixed, "fixed", 1);
+  auto comm = make_single_comm();
+  Trainer trainer(scheduled, "scheduled", *comm, "cpu");
+  Trainer manual(fixed, "fixed", *comm, "cpu");  // settings set by hand
+  bool scale_changed = false, rope_changed = false;
+  const AttentionSettings first = attention_settings_at(scheduled.model, scheduled.schedule, 0, 4);
+  for (int step = 0; step < 4; ++step) {
+    const AttentionSettings a = attention_settings_at(scheduled.model, scheduled.schedule, step, 4);
+    scale_changed = scale_changed || a.scale != first.scale;
+    rope_changed = rope_changed || a.rope_freqs != first.rope_freqs;
+    manual.model().set_attention(a);
+    const StepStats s = trainer.train_step();
+    const StepStats m = manual.train_step();
+    INFO("step " << step);
+    REQUIRE(s.attn_window == stage_window_at(scheduled.schedule, step, 4));
+    REQUIRE(s.train_loss == m.train_loss);
+  }
+  REQUIRE(scale_changed);
+  REQUIRE(rope_changed);
+  // the evaluation after the last step uses final_eval (window 32, one more YaRN change)
+  const AttentionSettings at_end = attention_settings_at(scheduled.model, scheduled.schedule, 4, 4);
+  REQUIRE(at_end.windows == std::vector<int>{0, 32, 16, 32});
+  manual.model().set_attention(at_end);
+  const double expected = manual.evaluate();
+  REQUIRE(trainer.evaluate() == expected);
+  manual.model().set_attention(attention_settings_at(scheduled.model, scheduled.schedule, 3, 4));
+  REQUIRE(manual.evaluate() != expected);  // the final settings matter, so the comparison above can fail
+}
