@@ -8,8 +8,18 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kMaxPartialBlocks = 512;  // fixed cap: the grid depends on n only
 
+__device__ __forceinline__ float logistic(float v) { return 1.0f / (1.0f + expf(-v)); }
+
 __device__ __forceinline__ float coef_value(const MixCoef& c) {
-  return c.param ? c.offset + c.scale * *c.param : c.offset;
+  if (!c.param) return c.offset;
+  return c.sigmoid ? logistic(*c.param) : c.offset + c.scale * *c.param;
+}
+
+// d(value)/d(param).
+__device__ __forceinline__ float coef_derivative(const MixCoef& c) {
+  if (!c.sigmoid) return c.scale;
+  const float s = logistic(*c.param);
+  return s * (1.0f - s);
 }
 
 __global__ void mix_forward_kernel(bf16* out, const bf16* x, const bf16* y, MixCoef ca, MixCoef cb, size_t n,
@@ -79,8 +89,8 @@ __global__ void mix_backward_kernel(bf16* dx, bf16* dy, float* partial, const bf
 }
 
 // One block: adds the partials in a fixed order, then the scalar gradients.
-__global__ void mix_finish_kernel(float* dparam_a, float* dparam_b, const float* partial, int blocks, float scale_a,
-                                  float scale_b) {
+__global__ void mix_finish_kernel(float* dparam_a, float* dparam_b, const float* partial, int blocks, MixCoef ca,
+                                  MixCoef cb) {
   float sa = 0.0f, sb = 0.0f;
   for (int k = threadIdx.x; k < blocks; k += blockDim.x) {
     sa += partial[2 * k];
@@ -89,8 +99,8 @@ __global__ void mix_finish_kernel(float* dparam_a, float* dparam_b, const float*
   sa = block_sum(sa);
   sb = block_sum(sb);
   if (threadIdx.x == 0) {
-    if (dparam_a) *dparam_a += scale_a * sa;
-    if (dparam_b) *dparam_b += scale_b * sb;
+    if (dparam_a) *dparam_a += coef_derivative(ca) * sa;
+    if (dparam_b) *dparam_b += coef_derivative(cb) * sb;
   }
 }
 
@@ -101,6 +111,10 @@ unsigned elementwise_grid(size_t n) {
 
 bool ok16(const void* p) { return p == nullptr || aligned16(p); }
 
+void check_coefs(const char* op, const MixCoef& a, const MixCoef& b) {
+  require_arg(!(a.sigmoid && !a.param) && !(b.sigmoid && !b.param), op, "a sigmoid coefficient needs its parameter");
+}
+
 }  // namespace
 
 size_t mix_backward_scratch_floats() { return 2 * static_cast<size_t>(kMaxPartialBlocks); }
@@ -108,6 +122,7 @@ size_t mix_backward_scratch_floats() { return 2 * static_cast<size_t>(kMaxPartia
 void mix_forward(bf16* out, const bf16* x, const bf16* y, MixCoef a, MixCoef b, size_t n, cudaStream_t stream) {
   if (n == 0) return;
   require_arg(out && x && y, "mix_forward", "out, x and y are required");
+  check_coefs("mix_forward", a, b);
   const bool vec = aligned16(out) && aligned16(x) && aligned16(y);
   mix_forward_kernel<<<elementwise_grid(n), kThreads, 0, stream>>>(out, x, y, a, b, n, vec);
   CUDA_CHECK_LAUNCH("mix_forward_kernel");
@@ -123,6 +138,7 @@ void mix_backward(bf16* dx, bf16* dy, float* dparam_a, float* dparam_b, const bf
   require_arg(!want_b || y, "mix_backward", "dparam_b needs y");
   require_arg(!(want_a || want_b) || scratch, "mix_backward", "scalar gradients need scratch");
   require_arg(!(dx && dy && dx == dy), "mix_backward", "dx and dy must differ");
+  check_coefs("mix_backward", a, b);
   if (!dx && !dy && !want_a && !want_b) return;
   const bool vec = ok16(dx) && ok16(dy) && ok16(dout) && (!want_a || ok16(x)) && (!want_b || ok16(y));
   if (!want_a && !want_b) {
@@ -136,7 +152,7 @@ void mix_backward(bf16* dx, bf16* dy, float* dparam_a, float* dparam_b, const bf
   mix_backward_kernel<<<blocks, kThreads, 0, stream>>>(dx, dy, scratch, dout, x, y, a, b, n, accumulate_dx,
                                                        accumulate_dy, want_a, want_b, vec);
   CUDA_CHECK_LAUNCH("mix_backward_kernel");
-  mix_finish_kernel<<<1, kThreads, 0, stream>>>(dparam_a, dparam_b, scratch, blocks, a.scale, b.scale);
+  mix_finish_kernel<<<1, kThreads, 0, stream>>>(dparam_a, dparam_b, scratch, blocks, a, b);
   CUDA_CHECK_LAUNCH("mix_finish_kernel");
 }
 

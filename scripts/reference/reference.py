@@ -125,15 +125,18 @@ CONFIGS = {
     },
 }
 
-CONFIGS["attn_gate"] = {  # records #28-#31: attention gate, MLP-free block, FlashAttention windows, stages, YaRN
+CONFIGS["late_records"] = {  # records #28-#34: attention gate, MLP-free block, FlashAttention windows in
+    # stages with a scale and YaRN, sigmoid-gated U-net skips, per-layer final windows, smear
     "model": dict(CONFIGS["value_embeds"]["model"], **{
         "n_layer": 5, "n_head": 2, "d_model": 24, "mlp_hidden": 20, "value_embed_layers": [0, 1, -1, -1, 0],
         "attention_free_layers": [3], "mlp_free_layers": [0], "attn_gate_dims": 5,
         "attn_window": [8, 4, 4, 4, 8], "window_block": 0, "window_counts": "previous", "attn_scale": 0.3,
+        "unet_skip_gate": "sigmoid", "smear_gate_dims": 4,
     }),
     "batch": {"global_tokens": 24, "micro_batch": 2, "seq_len": 12},
     "schedule": {"kind": "wsd", "warmup_steps": 0, "cooldown_frac": 0.5, "final_lr_frac": 0.1,
-                 "window_stages": {"windows": [2, 4, 6], "multiple": 2, "final_eval": 8, "scale_log_factor": 0.2,
+                 "window_stages": {"windows": [2, 4, 6], "multiple": 2, "final_eval": 8,
+                                   "final_eval_windows": [0, 0, 0, 0, 10], "scale_log_factor": 0.2,
                                    "yarn": True, "yarn_alpha": 0.1, "yarn_beta": 0.5}},
     "optim": CONFIGS["value_embeds"]["optim"],
     "train": {"steps": 10},
@@ -188,6 +191,9 @@ def param_shapes(m):
         out.append(("pos_embed", (m["max_seq_len"], C)))
     for t in range(m.get("value_embeds", 0)):
         out.append((f"value_embeds.{t}", (Vp, C)))
+    if m.get("smear_gate_dims", 0) > 0:
+        out.append(("smear.gate.weight", (1, m["smear_gate_dims"])))
+        out.append(("smear.lambda", (1,)))
     if m["embed_norm"]:
         norm("embed_norm")
     for l in range(L):
@@ -299,6 +305,10 @@ def forward(P, m, tokens, doc_ids=None, att=None):
         return F.rms_norm(x, (D,), None, eps)
 
     x = P["tok_embed"][tokens]
+    if m.get("smear_gate_dims", 0) > 0:  # record #34: x[t] += lambda * sigmoid(x[t, :K] . w) * x[t-1]
+        K = m["smear_gate_dims"]
+        gate = P["smear.lambda"] * torch.sigmoid(F.linear(x[:, 1:, :K], P["smear.gate.weight"]))
+        x = torch.cat([x[:, :1], x[:, 1:] + gate * x[:, :-1]], dim=1)
     if m["pos_embedding"] == "learned":
         x = x + P["pos_embed"][:T][None]
     if m["embed_norm"]:
@@ -351,7 +361,8 @@ def forward(P, m, tokens, doc_ids=None, att=None):
         b = f"blocks.{l}."
         if m["unet_skips"] and enc <= l < enc + enc:
             i = l - enc  # decoder i adds the output of encoder block enc-1-i (a stack, as in the speedrun)
-            x = x + P["skip_weights"][i] * skips[enc - 1 - i]
+            w = P["skip_weights"][i]
+            x = x + (torch.sigmoid(w) if m.get("unet_skip_gate", "none") == "sigmoid" else w) * skips[enc - 1 - i]
         if m["x0_shortcut"]:
             lam = P[b + "x0_lambdas"]
             x = lam[0] * x + lam[1] * x0
@@ -413,6 +424,8 @@ def stage_attention(cfg, step, steps):
     longest = max(m["attn_window"])
     n = ws // unit
     layer_windows = [0 if w == 0 else unit * max(1, n * w // longest) for w in m["attn_window"]]
+    if step == steps:  # record #33's ws_validate_final_layer: some layers get their own final window
+        layer_windows = [f or w for f, w in zip(st.get("final_eval_windows") or [0] * len(layer_windows), layer_windows)]
     return {"windows": layer_windows, "scale": scales[ws], "freqs": freqs}
 
 

@@ -27,6 +27,7 @@ struct InitConfig {
   bool scale_proj_by_depth = false;  // output projections: std / sqrt(2 * n_layer)
   bool zero_proj = false;          // zero-init attention and MLP output projections
   bool zero_head = false;          // zero-init an untied lm_head
+  double skip_weight = 1.0;        // initial U-net skip weights
 
   template <class V>
   void visit(V& v) {
@@ -37,6 +38,7 @@ struct InitConfig {
     v("scale_proj_by_depth", scale_proj_by_depth, "divide output-projection init by sqrt(2*n_layer) (GPT-2)");
     v("zero_proj", zero_proj, "zero-initialise attention and MLP output projections");
     v("zero_head", zero_head, "zero-initialise the lm_head (untied only)");
+    v("skip_weight", skip_weight, "initial value of the U-net skip weights (record #32 on: -1.5 under a sigmoid gate)");
   }
 };
 
@@ -71,6 +73,8 @@ struct ModelConfig {
   std::string value_mix = "lerp";
   bool x0_shortcut = false;
   bool unet_skips = false;
+  std::string unet_skip_gate = "none";
+  int smear_gate_dims = 0;  // smear the previous token's embedding in, gated from the first K channels; 0 = none
   std::vector<int> attention_free_layers;  // blocks with only the MLP
   std::vector<int> mlp_free_layers;        // blocks with only the attention
   int attn_gate_dims = 0;                  // attention output gate from the first K input channels; 0 = none
@@ -168,6 +172,12 @@ struct ModelConfig {
       {"lerp", "weighted"});
     v("x0_shortcut", x0_shortcut, "each block starts with x = l0*x + l1*x0 (x0 = first-block input)");
     v("unet_skips", unet_skips, "U-net: decoder block i adds w_i * (output of encoder block L/2-1-i)");
+    v("unet_skip_gate", unet_skip_gate,
+      "none = the skip is added times its weight w; sigmoid = times sigmoid(w) (record #32 on, init.skip_weight -1.5)",
+      {"none", "sigmoid"});
+    v("smear_gate_dims", smear_gate_dims,
+      "smear (record #34): each token's embedding e_t gets lambda*sigmoid(e_t[:K] . w)*e_{t-1} added before the "
+      "embedding norm (smear.gate.weight (1, K) and smear.lambda, both zero-initialised); 0 = none (#34 on: 12)");
     v("attention_free_layers", attention_free_layers,
       "blocks without an attention sublayer (only the MLP; record #17 drops layer 7's)");
     v("mlp_free_layers", mlp_free_layers, "blocks without an MLP sublayer (only attention; record #30 drops layer 0's)");
@@ -289,6 +299,7 @@ struct WindowStagesConfig {
   std::vector<int> windows;
   int multiple = 0;
   int final_eval = 0;
+  std::vector<int> final_eval_windows;
   double scale_log_factor = 0.0;
   bool yarn = false;
   double yarn_alpha = 1.0;
@@ -304,6 +315,9 @@ struct WindowStagesConfig {
       "#29 on: 128, short windows (ws // 2) blocks); 0 = model.window_block, or 1 token");
     v("final_eval", final_eval, "largest layer's window at the evaluation after the last step (record #31: longer "
                                 "than training's); 0 = the last stage's");
+    v("final_eval_windows", final_eval_windows,
+      "per layer, a window for the evaluation after the last step that replaces the rule's (0 = keep it); the scale "
+      "and YaRN still follow final_eval (records #33 on: the long layers' 2,560 tokens); [] = none");
     v("scale_log_factor", scale_log_factor,
       "attention scale per window: model.attn_scale at the first, times (1 + f*ln(w_new/w_old)) at each new window "
       "(record #31: 0.2); 0 = constant");

@@ -457,6 +457,10 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
       invalid(source, str("model.mlp_free_layers[", i, "]"),
               str("layer ", l, " is also in model.attention_free_layers; a block needs attention or an MLP"));
   }
+  if (m.smear_gate_dims < 0 || m.smear_gate_dims > m.d_model)
+    invalid(source, "model.smear_gate_dims", str(m.smear_gate_dims, " is outside [0, model.d_model = ", m.d_model, "]"));
+  if (m.unet_skip_gate != "none" && !m.unet_skips)
+    invalid(source, "model.unet_skip_gate", "gates the U-net skips, but model.unet_skips is off");
   if (m.attn_gate_dims < 0 || m.attn_gate_dims > m.d_model)
     invalid(source, "model.attn_gate_dims", str(m.attn_gate_dims, " is outside [0, model.d_model = ", m.d_model, "]"));
   if (m.window_counts == "previous" && m.window_block != 0)
@@ -570,9 +574,10 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
 
   const WindowStagesConfig& st = s.window_stages;
   if (!st.enabled()) {
-    if (st.final_eval != 0 || st.scale_log_factor != 0 || st.yarn)
+    if (st.final_eval != 0 || !st.final_eval_windows.empty() || st.scale_log_factor != 0 || st.yarn)
       invalid(source, "schedule.window_stages.windows",
-              "is empty, but final_eval, scale_log_factor or yarn is set (they follow the stages' windows)");
+              "is empty, but final_eval, final_eval_windows, scale_log_factor or yarn is set (they follow the stages' "
+              "windows)");
   } else {
     if (ww.start > 0)
       invalid(source, "schedule.window_stages.windows",
@@ -590,6 +595,17 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
     for (size_t k = 0; k < st.windows.size(); ++k)
       check_window(str("schedule.window_stages.windows[", k, "]"), st.windows[k]);
     if (st.final_eval != 0) check_window("schedule.window_stages.final_eval", st.final_eval);
+    if (!st.final_eval_windows.empty() && st.final_eval_windows.size() != static_cast<size_t>(m.n_layer))
+      invalid(source, "schedule.window_stages.final_eval_windows",
+              str("has ", st.final_eval_windows.size(), " entries; it needs one per layer (model.n_layer = ", m.n_layer,
+                  ") or none"));
+    for (size_t l = 0; l < st.final_eval_windows.size(); ++l) {
+      const int w = st.final_eval_windows[l];
+      const std::string key = str("schedule.window_stages.final_eval_windows[", l, "]");
+      if (w < 0) invalid(source, key, str(w, " must be >= 0 (0 = the rule's window)"));
+      if (w > 0 && m.window_block > 0 && w % m.window_block != 0)
+        invalid(source, key, str(w, " is not a multiple of model.window_block = ", m.window_block));
+    }
     if (std::none_of(m.attn_window.begin(), m.attn_window.end(), [](int w) { return w > 0; }))
       invalid(source, "schedule.window_stages.windows",
               "needs model.attn_window with at least one window > 0 (the layers' shares)");

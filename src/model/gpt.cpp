@@ -10,6 +10,7 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/mix.h"
 #include "kernels/cpu/norm.h"
+#include "kernels/cpu/smear.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cpu/softcap_ce.h"
 #include "util/error.h"
@@ -44,6 +45,10 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
   const size_t NC = N * C_;
   const bool ln = cfg.norm == "layernorm";
   act_.emb.resize(NC);
+  if (cfg.smear_gate_dims > 0) {
+    act_.smeared.resize(NC);
+    act_.smear_gates.resize(N);
+  }
   if (cfg.embed_norm) {
     act_.x0.resize(NC);
     act_.embn_rstd.resize(N);
@@ -238,8 +243,13 @@ double Gpt<T>::forward(const int32_t* tokens, const int32_t* targets, int B, int
   // Embedding (+ norm) -> x0
   embedding_forward(act_.emb.data(), tokens, p(offsets_.tok_embed), p(offsets_.pos_embed), B, Tn, C_);
   const T* x0 = act_.emb.data();
+  if (cfg_.smear_gate_dims > 0) {
+    smear_forward(act_.smeared.data(), act_.smear_gates.data(), act_.emb.data(), p(offsets_.smear_w),
+                  p(offsets_.smear_lambda)[0], B, Tn, C_, cfg_.smear_gate_dims);
+    x0 = act_.smeared.data();
+  }
   if (cfg_.embed_norm) {
-    norm_forward(act_.x0.data(), act_.embn_mean.data(), act_.embn_rstd.data(), act_.emb.data(), offsets_.embn_w, offsets_.embn_b, N);
+    norm_forward(act_.x0.data(), act_.embn_mean.data(), act_.embn_rstd.data(), x0, offsets_.embn_w, offsets_.embn_b, N);
     x0 = act_.x0.data();
   }
 
@@ -257,7 +267,7 @@ double Gpt<T>::forward(const int32_t* tokens, const int32_t* targets, int B, int
     x = a.x_in.data();
     if (int src = cfg_.unet_skip_source(l); src >= 0) {
       const T* skip = act_.layers[src].x_in.data();
-      mix_forward(a.x_skip.data(), x, skip, T(1), p(offsets_.skip_w)[l - L_ / 2], NC);
+      mix_forward(a.x_skip.data(), x, skip, T(1), skip_gate(l), NC);
       x = a.x_skip.data();
     }
     if (cfg_.x0_shortcut) {
@@ -346,7 +356,8 @@ void Gpt<T>::backward(T loss_scale) {
   norm_backward(dres.data(), dhf.data(), act_.x_final.data(), offsets_.normf_w, offsets_.normf_b, act_.nf_mean.data(),
                 act_.nf_rstd.data(), N, false);
 
-  const T* x0 = cfg_.embed_norm ? act_.x0.data() : act_.emb.data();
+  const T* x_emb = cfg_.smear_gate_dims > 0 ? act_.smeared.data() : act_.emb.data();  // the embedding norm's input
+  const T* x0 = cfg_.embed_norm ? act_.x0.data() : x_emb;
   std::vector<T> dx0(NC, T(0));
   std::vector<std::vector<T>> dskip(L_ + 1);  // pending gradient for skip sources, by boundary
   std::vector<T> dv_first(cfg_.value_residual ? NC : 0, T(0));
@@ -437,11 +448,13 @@ void Gpt<T>::backward(T loss_scale) {
       std::swap(dtmp, dres);
     }
     if (src >= 0) {
-      const T w = p(offsets_.skip_w)[l - L_ / 2];
+      const T w = skip_gate(l);
       const T* skip = act_.layers[src].x_in.data();
       if (dskip[src].empty()) dskip[src].assign(NC, T(0));
-      mix_backward(static_cast<T*>(nullptr), dskip[src].data(), static_cast<T*>(nullptr),
-                   g(offsets_.skip_w) + (l - L_ / 2), dres.data(), a.x_in.data(), skip, T(1), w, NC, false, true);
+      T dw = T(0);  // d(loss)/d(the skip's coefficient)
+      mix_backward(static_cast<T*>(nullptr), dskip[src].data(), static_cast<T*>(nullptr), &dw, dres.data(),
+                   a.x_in.data(), skip, T(1), w, NC, false, true);
+      g(offsets_.skip_w)[l - L_ / 2] += cfg_.unet_skip_gate == "sigmoid" ? dw * w * (T(1) - w) : dw;
       // dx_in = dres (unchanged)
     }
     // dres = dL/d(x_in of block l) = dL/d(boundary l); add skip gradients aimed at this boundary
@@ -456,9 +469,15 @@ void Gpt<T>::backward(T loss_scale) {
   for (size_t i = 0; i < NC; ++i) dx0[i] += dres[i];
   const T* demb = dx0.data();
   if (cfg_.embed_norm) {
-    norm_backward(dh.data(), dx0.data(), act_.emb.data(), offsets_.embn_w, offsets_.embn_b, act_.embn_mean.data(),
+    norm_backward(dh.data(), dx0.data(), x_emb, offsets_.embn_w, offsets_.embn_b, act_.embn_mean.data(),
                   act_.embn_rstd.data(), N, false);
     demb = dh.data();
+  }
+  if (cfg_.smear_gate_dims > 0) {
+    smear_backward(dtmp.data(), g(offsets_.smear_w), g(offsets_.smear_lambda), demb, act_.emb.data(),
+                   act_.smear_gates.data(), p(offsets_.smear_w), p(offsets_.smear_lambda)[0], B, Tn, C_,
+                   cfg_.smear_gate_dims);
+    demb = dtmp.data();
   }
   embedding_backward(g(offsets_.tok_embed), g(offsets_.pos_embed), demb, act_.tokens.data(), B, Tn, C_);
   for (size_t t = 0; t < dvalue_embeds.size(); ++t)

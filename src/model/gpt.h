@@ -14,7 +14,7 @@
 //   [y_h = sigmoid(h[:K] . Wgate_h) * y_h]        attention output gate (record #28)
 //   x = x + s * (y Wproj^T [+ b])
 //   x = x + act(norm2(x) Wfc^T [+ b]) Wmlp^T [+ b]  (not in MLP-free blocks)
-// Model: x0 = [norm](tok_embed[tokens] [+ pos_embed]); blocks; logits =
+// Model: x0 = [norm](smear(tok_embed[tokens] [+ pos_embed])); blocks; logits =
 // norm(x) Whead^T; loss = mean cross-entropy of softcap(logits).
 //
 // Memory: one flat parameter buffer and one gradient buffer (ParamTable
@@ -22,6 +22,7 @@
 // T is float for training and double for gradient checks.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -105,6 +106,7 @@ class Gpt {
   };
   struct Acts {
     std::vector<T> emb, x0, embn_mean, embn_rstd;
+    std::vector<T> smeared, smear_gates;  // model.smear_gate_dims: smeared embeddings (N, C), gates (N)
     std::vector<std::vector<T>> value_embeds;  // (N, C) rows of each value-embedding table
     std::vector<LayerActs> layers;
     std::vector<T> x_final, hf, nf_mean, nf_rstd;
@@ -138,6 +140,12 @@ class Gpt {
     T a = T(1), c = T(0);
   };
   ValueMix value_mix(int layer) const;
+  // U-net decoder block l's skip coefficient: its weight w, or sigmoid(w)
+  // under model.unet_skip_gate sigmoid.
+  T skip_gate(int l) const {
+    const T w = p(offsets_.skip_w)[l - L_ / 2];
+    return cfg_.unet_skip_gate == "sigmoid" ? T(1) / (T(1) + std::exp(-w)) : w;
+  }
 
   static constexpr size_t npos = kAbsentParam;
 

@@ -78,6 +78,10 @@ ParamTable::ParamTable(const ModelConfig& m) {
     add("pos_embed", {m.max_seq_len, C}, ParamRole::PositionEmbedding, normal(ini.embed_std));
   for (int t = 0; t < m.value_embeds; ++t)
     add(str("value_embeds.", t), {Vp, C}, ParamRole::ValueEmbedding, normal(ini.embed_std));
+  if (m.smear_gate_dims > 0) {
+    add("smear.gate.weight", {1, m.smear_gate_dims}, ParamRole::Matrix, constant({0.0}));
+    add("smear.lambda", {1}, ParamRole::Scalar, constant({0.0}));
+  }
   if (m.embed_norm) add_norm("embed_norm");
   for (int l = 0; l < L; ++l) {
     const std::string b = str("blocks.", l, ".");
@@ -90,7 +94,7 @@ ParamTable::ParamTable(const ModelConfig& m) {
     add(b + "mlp.proj.weight", {C, F}, ParamRole::Matrix, linear(F, true));
     if (m.bias) add(b + "mlp.proj.bias", {C}, ParamRole::Bias, constant({0.0}));
   }
-  if (m.unet_skips) add("skip_weights", {L / 2}, ParamRole::Scalar, constant({1.0}));
+  if (m.unet_skips) add("skip_weights", {L / 2}, ParamRole::Scalar, constant({ini.skip_weight}));
   add_norm("final_norm");
   if (!m.tie_embeddings) {
     ParamInit head = ini.zero_head ? constant({0.0}) : linear(C, false);
@@ -156,6 +160,8 @@ ParamOffsets param_offsets(const ParamTable& table, const ModelConfig& cfg) {
   ParamOffsets o;
   o.tok_embed = off("tok_embed");
   o.pos_embed = off("pos_embed");
+  o.smear_w = off("smear.gate.weight");
+  o.smear_lambda = off("smear.lambda");
   o.embn_w = off("embed_norm.weight");
   o.embn_b = off("embed_norm.bias");
   o.skip_w = off("skip_weights");

@@ -90,6 +90,7 @@ struct BlockParamOffsets {
 };
 struct ParamOffsets {
   size_t tok_embed, pos_embed, embn_w, embn_b, skip_w, normf_w, normf_b, head;
+  size_t smear_w, smear_lambda;  // model.smear_gate_dims
   std::vector<size_t> value_embeds;  // one per table
   std::vector<BlockParamOffsets> blocks;
 };

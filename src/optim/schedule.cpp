@@ -48,8 +48,16 @@ std::vector<int> attention_windows_at(const ModelConfig& model, const ScheduleCo
   const WindowWarmupConfig& ww = schedule.window_warmup;
   std::vector<int> windows = model.attn_window;
   if (schedule.window_stages.enabled()) {
-    const int unit = schedule.window_stages.share_unit(model.window_block);
-    return proportional_windows(windows, stage_window_at(schedule, step, total_steps) / unit, unit);
+    const WindowStagesConfig& st = schedule.window_stages;
+    const int unit = st.share_unit(model.window_block);
+    windows = proportional_windows(windows, stage_window_at(schedule, step, total_steps) / unit, unit);
+    if (step >= total_steps)  // per-layer replacements for the evaluation after the last step
+      for (size_t l = 0; l < st.final_eval_windows.size(); ++l)
+        if (st.final_eval_windows[l] > 0) {
+          if (windows.size() == 1) windows.assign(st.final_eval_windows.size(), windows[0]);
+          windows[l] = st.final_eval_windows[l];
+        }
+    return windows;
   }
   if (ww.start <= 0) return windows;
   const int span = std::max(1, ww.steps > 0 ? ww.steps : total_steps);

@@ -57,7 +57,9 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 #     lambdas and 6 unused skip weights, never trained)            275,742,772
 #   #28, #29 attention gate: (6, 12) in each of the 11 attention blocks
 #     275,742,772 + 11 x 72                                        275,743,564
-#   #30, #31 no MLP in block 0: - 2 x 768 x 3,072 = 4,718,592     271,024,972
+#   #30 to #33 no MLP in block 0: - 2 x 768 x 3,072 = 4,718,592   271,024,972
+#     (#32's sigmoid skip gates and #33's final window add none)
+#   #34 smear: a (1, 12) gate and one lambda                       271,024,985
 declare -A EXPECTED_PARAMS=(
   [01_llmc_baseline]=124475904
   [02_adamw_rope]=123532032
@@ -86,6 +88,9 @@ declare -A EXPECTED_PARAMS=(
   [29_fa3]=275743564
   [30_skip_mlp_blocks]=271024972
   [31_yarn]=271024972
+  [32_sigmoid_skips]=271024972
+  [33_final_window]=271024972
+  [34_smear]=271024985
 )
 
 # CPU size: 2 blocks of width 32 (2 heads), 2 micro-batches of 2 x 16 tokens
@@ -131,6 +136,11 @@ for cfg in "${configs[@]}"; do
       "from step 557: [896, 384, 384, 384, 896, 384, 384, 896, 384, 384, 384, 896], attention scale 0.116946" <<<"$info"
     check "$name: info shows the final evaluation's windows (13 and 6 blocks, scale 0.131778)" grep -qF \
       "final eval, step 1670: [1664, 768, 768, 768, 1664, 768, 768, 1664, 768, 768, 768, 1664], attention scale 0.131778" \
+      <<<"$info"
+  fi
+  if [ "$name" = 33_final_window ]; then  # the final layer alone sees 20 blocks at the last evaluation
+    check "$name: info shows the final layer's 2,560-token window at the last evaluation" grep -qF \
+      "final eval, step 1660: [1664, 768, 768, 768, 1664, 768, 768, 1664, 768, 768, 768, 2560], attention scale 0.131778" \
       <<<"$info"
   fi
   params=$(awk '/^parameters:/ {print $2}' <<<"$info")

@@ -4,7 +4,8 @@
 // for the other side of each switch, and for the later records' features
 // (value embeddings with shared tables, lerp and weighted value mixes,
 // attention-free blocks, half-truncated RoPE, block windows, the attention
-// output gate, MLP-free blocks, windows counting the previous tokens). Tolerances
+// output gate, MLP-free blocks, windows counting the previous tokens, the
+// smear and sigmoid-gated U-net skips). Tolerances
 // (bf16 activations through every layer, fp32 accumulation): loss 2e-2
 // relative; logits and gradients by relative Frobenius error per tensor,
 // 5e-2, with a floor of 1e-3 of the typical gradient size for tensors whose
@@ -73,8 +74,8 @@ void compare_with_cpu(const ModelConfig& cfg, const std::string& label) {
   GptCuda gpu_model(cfg, B, T);
   // every parameter random (zero-initialised ones too) and exactly representable in bf16
   std::vector<float> params = random_bf16(cpu_model.params().size(), 11, -0.3f, 0.3f);
-  for (const ParamSpec& spec : cpu_model.table().params())  // attention gates: sigmoids spread over ~(0.3, 0.7)
-    if (spec.name.find(".attn.gate.") != std::string::npos)
+  for (const ParamSpec& spec : cpu_model.table().params())  // attention and smear gates: sigmoids spread wider
+    if (spec.name.find(".attn.gate.") != std::string::npos || spec.name.find("smear.gate.") != std::string::npos)
       for (size_t i = 0; i < spec.numel; ++i) params[spec.offset + i] *= 4.0f;  // exact
   cpu_model.params() = params;
   gpu_model.set_params(params);
@@ -204,6 +205,29 @@ TEST_CASE("gpu model: attention gates, MLP-free blocks and windows counting the 
   compare_with_cpu(m, "tensor cores, gate K=12, MLP-free layers 0 and 3, windows counting previous tokens");
 }
 
+TEST_CASE("gpu model: the smear and sigmoid-gated U-net skips match the CPU", "[gpu][model][smear]") {
+  // embedding norm (the smear's output is its input), x0 shortcuts, U-net skips
+  ModelConfig m = gpu_sized(test::all_features_model());
+  m.smear_gate_dims = 12;
+  m.unet_skip_gate = "sigmoid";
+  compare_with_cpu(m, "smear K=12, sigmoid skip gates");
+  m.unet_skip_gate = "none";
+  compare_with_cpu(m, "smear K=12, plain skip weights");
+  // no embedding norm (the smear's output is x0 itself), learned positions (in the smeared embedding), tied head
+  m = test::other_switches(gpu_sized(test::all_features_model()));
+  m.init.zero_head = false;
+  m.embed_norm = false;
+  m.smear_gate_dims = m.d_model;  // K = C
+  m.unet_skip_gate = "sigmoid";
+  compare_with_cpu(m, "smear K=C without embedding norm, sigmoid skip gates, " + std::string(test::kOtherSwitches));
+  // the records' combination: value embeddings, attention gates, six layers (three skips), document mask
+  m = value_embedding_model("weighted");
+  m.attn_gate_dims = 12;
+  m.smear_gate_dims = 12;
+  m.unet_skip_gate = "sigmoid";
+  compare_with_cpu(m, "smear K=12, sigmoid skip gates, value embeddings, attention gates, blocks of 3");
+}
+
 TEST_CASE("gpu model: the value residual with weighted lambdas matches the CPU", "[gpu][model][value_embeds]") {
   ModelConfig m = gpu_sized(test::all_features_model());
   m.value_mix = "weighted";  // layer 0 mixes its own V: v = (l0 + l1) v_raw
@@ -275,6 +299,9 @@ TEST_CASE("gpu model: each block's gradients are final when the backward reports
   m.attn_gate_dims = 12;
   m.mlp_free_layers = {0, 5};
   check_layer_grads_hook(m, "value embeddings, attention gates, MLP-free layers 0 and 5");
+  m.smear_gate_dims = 12;
+  m.unet_skip_gate = "sigmoid";
+  check_layer_grads_hook(m, "value embeddings, attention gates, MLP-free layers 0 and 5, smear, sigmoid skips");
 }
 
 TEST_CASE("gpu training: 10 Muon + AdamW steps follow the CPU's losses", "[gpu][model][train]") {

@@ -1,8 +1,11 @@
-// GPU scalar-weighted mixes against kernels/cpu/mix.h.
+// GPU scalar-weighted mixes against kernels/cpu/mix.h, with constant, learned,
+// one-minus and sigmoid coefficients.
 // Tolerances: out, dx, dy (bf16) 1e-2 relative + 1e-4 max|ref|; the scalar
 // gradients (fp32, summed over n) against a double reference with
 // |gpu - ref| <= 1e-5 |ref| + 1e-5 * (|initial| + sum |terms|); reruns are
 // bit-identical (including the scalar gradients).
+#include <tuple>
+
 #include "gpu_test_util.h"
 #include "kernels/cpu/mix.h"
 #include "kernels/cuda/mix.cuh"
@@ -134,4 +137,79 @@ TEST_CASE("gpu mix backward: value residual form, null outputs, dx over dout", "
   std::vector<float> dy_ref(n);
   for (size_t i = 0; i < n; ++i) dy_ref[i] = 2.0f * dv[i];
   require_close_bf16(d_dy.download(), dy_ref, "dy constant");
+}
+
+TEST_CASE("gpu mix: sigmoid coefficients (gated U-net skips) match a CPU computation", "[gpu][mix]") {
+  // a = sigmoid(p0), b = sigmoid(p1): the forward's values and the parameters'
+  // gradients s(1-s) * sum(dout * x|y), against float values and double sums.
+  const std::vector<float> params = {-1.5f, 0.8f};
+  DeviceArray<float> d_params(params), d_scratch(gpu::mix_backward_scratch_floats());
+  const gpu::MixCoef ca = gpu::MixCoef::sigmoid_of(d_params.get()), cb = gpu::MixCoef::sigmoid_of(d_params.get() + 1);
+  const double sa = 1.0 / (1.0 + std::exp(-double(params[0]))), sb = 1.0 / (1.0 + std::exp(-double(params[1])));
+  for (size_t n : kSizes)
+    for (bool acc : {false, true}) {
+      INFO("n=" << n << " accumulate=" << acc);
+      const auto x = random_bf16(n, 1), y = random_bf16(n, 2), dout = random_bf16(n, 3);
+      const auto dx0 = random_bf16(n, 4), dy0 = random_bf16(n, 5);
+      const std::vector<float> grads0 = {0.25f, -0.5f};
+
+      std::vector<float> out_ref(n);
+      cpu::mix_forward(out_ref.data(), x.data(), y.data(), float(sa), float(sb), n);
+      DeviceBf16 d_x(x), d_y(y), d_out(n);
+      gpu::mix_forward(d_out.get(), d_x.get(), d_y.get(), ca, cb, n, nullptr);
+      require_close_bf16(d_out.download(), out_ref, "sigmoid mix out");
+
+      std::vector<float> dx_ref = dx0, dy_ref = dy0;
+      cpu::mix_backward(dx_ref.data(), dy_ref.data(), static_cast<float*>(nullptr), static_cast<float*>(nullptr),
+                        dout.data(), x.data(), y.data(), float(sa), float(sb), n, acc, acc);
+      double sum_x = 0, sum_y = 0, abs_x = 0, abs_y = 0;
+      for (size_t i = 0; i < n; ++i) {
+        sum_x += double(dout[i]) * x[i];
+        sum_y += double(dout[i]) * y[i];
+        abs_x += std::abs(double(dout[i]) * x[i]);
+        abs_y += std::abs(double(dout[i]) * y[i]);
+      }
+      const double da_ref = grads0[0] + sa * (1 - sa) * sum_x, db_ref = grads0[1] + sb * (1 - sb) * sum_y;
+
+      DeviceBf16 d_dout(dout), d_dx(dx0), d_dy(dy0);
+      DeviceArray<float> d_grads(grads0);
+      auto run = [&] {
+        d_dx.upload(dx0);
+        d_dy.upload(dy0);
+        d_grads.upload(grads0);
+        gpu::mix_backward(d_dx.get(), d_dy.get(), d_grads.get(), d_grads.get() + 1, d_dout.get(), d_x.get(),
+                          d_y.get(), ca, cb, n, acc, acc, d_scratch.get(), nullptr);
+        return std::make_tuple(d_dx.download(), d_dy.download(), d_grads.download());
+      };
+      const auto [dx, dy, grads] = run();
+      require_close_bf16(dx, dx_ref, "dx");
+      require_close_bf16(dy, dy_ref, "dy");
+      require_scalar(grads[0], da_ref, std::abs(grads0[0]) + sa * (1 - sa) * abs_x, "d p0");
+      require_scalar(grads[1], db_ref, std::abs(grads0[1]) + sb * (1 - sb) * abs_y, "d p1");
+      const auto [dx2, dy2, grads2] = run();
+      require_same_bits(dx2, dx, "dx rerun");
+      require_same_bits(dy2, dy, "dy rerun");
+      require_same_bits(grads2, grads, "scalar grads rerun");
+    }
+
+  // the U-net skip's use: x + sigmoid(w) skip, only dskip and dw wanted; a
+  // sigmoid coefficient without its parameter is refused
+  const size_t n = 1000;
+  const auto x = random_bf16(n, 6), skip = random_bf16(n, 7), dout = random_bf16(n, 8);
+  DeviceBf16 d_x(x), d_skip(skip), d_dout(dout), d_dskip(n);
+  DeviceArray<float> d_dw(std::vector<float>{0.0f});
+  gpu::mix_backward(nullptr, d_dskip.get(), nullptr, d_dw.get(), d_dout.get(), d_x.get(), d_skip.get(),
+                    gpu::MixCoef::constant(1.0f), ca, n, false, false, d_scratch.get(), nullptr);
+  double sum = 0, sum_abs = 0;
+  std::vector<float> dskip_ref(n);
+  for (size_t i = 0; i < n; ++i) {
+    sum += double(dout[i]) * skip[i];
+    sum_abs += std::abs(double(dout[i]) * skip[i]);
+    dskip_ref[i] = float(sa) * dout[i];
+  }
+  require_close_bf16(d_dskip.download(), dskip_ref, "dskip");
+  require_scalar(d_dw.download()[0], sa * (1 - sa) * sum, sa * (1 - sa) * sum_abs, "dw");
+  REQUIRE_THROWS_AS(gpu::mix_forward(d_x.get(), d_x.get(), d_skip.get(), gpu::MixCoef::constant(1.0f),
+                                     gpu::MixCoef::sigmoid_of(nullptr), n, nullptr),
+                    std::invalid_argument);
 }

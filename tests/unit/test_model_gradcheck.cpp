@@ -92,6 +92,22 @@ TEST_CASE("model gradients, attention gate, MLP-free blocks, windows counting pr
   }
 }
 
+TEST_CASE("model gradients, smear and sigmoid-gated U-net skips", "[model][gradcheck]") {
+  {
+    ModelConfig m = all_features_model();  // records #32, #34: smear before the embedding norm
+    m.smear_gate_dims = 3;
+    m.unet_skip_gate = "sigmoid";
+    check_model_gradients(m, "smear K=3 before the embedding norm, sigmoid skips");
+  }
+  {
+    ModelConfig m = value_embed_model();
+    m.smear_gate_dims = m.d_model;  // the gate reads every channel
+    m.embed_norm = false;           // the smeared embedding is x0 itself
+    m.unet_skip_gate = "sigmoid";
+    check_model_gradients(m, "smear K=C without an embedding norm, sigmoid skips");
+  }
+}
+
 TEST_CASE("model gradients, switch variants", "[model][gradcheck]") {
   {
     check_model_gradients(other_switches(all_features_model()), kOtherSwitches);

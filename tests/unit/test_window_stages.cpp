@@ -3,7 +3,7 @@
 // schedule against the records' own expressions at every step, YaRN's
 // properties, the config checks, and that the trainer trains and evaluates
 // with each step's settings. (The exact YaRN frequencies and scales in a
-// training run are checked against PyTorch by the attn_gate reference fixture.)
+// training run are checked against PyTorch by the late_records reference fixture.)
 #include <algorithm>
 #include <cmath>
 
@@ -129,6 +129,21 @@ TEST_CASE("YaRN interpolates slow RoPE pairs and keeps fast ones", "[schedule][w
   REQUIRE(attention_settings_at(plain.model, plain.schedule, 1670, 1670).rope_freqs == base);
 }
 
+TEST_CASE("final_eval_windows replaces layers' windows at the last evaluation only", "[schedule][window]") {
+  Config cfg = record31_config(1660, 13 * 128);
+  cfg.schedule.window_stages.final_eval_windows = std::vector<int>(12, 0);
+  cfg.schedule.window_stages.final_eval_windows[11] = 2560;  // record #33: the final layer at 20 blocks
+  const std::vector<int> at_end = attention_windows_at(cfg.model, cfg.schedule, 1660, 1660);
+  REQUIRE(at_end == std::vector<int>{1664, 768, 768, 768, 1664, 768, 768, 1664, 768, 768, 768, 2560});
+  REQUIRE(attention_windows_at(cfg.model, cfg.schedule, 1659, 1660)[11] == 1408);  // training: the rule's
+  // the scale and RoPE follow final_eval (13 blocks), not the longer layer
+  Config plain = record31_config(1660, 13 * 128);
+  const AttentionSettings a = attention_settings_at(cfg.model, cfg.schedule, 1660, 1660);
+  const AttentionSettings b = attention_settings_at(plain.model, plain.schedule, 1660, 1660);
+  REQUIRE(a.scale == b.scale);
+  REQUIRE(a.rope_freqs == b.rope_freqs);
+}
+
 TEST_CASE("window stages, gates and MLP-free blocks are checked with clear errors", "[schedule][window][config]") {
   const std::string tiny = source_path("configs/tiny.json");
   const auto check = [&](std::vector<std::string> overrides, std::initializer_list<std::string> needles) {
@@ -152,6 +167,11 @@ TEST_CASE("window stages, gates and MLP-free blocks are checked with clear error
   check({"model.mlp_free_layers=[1]", "model.attention_free_layers=[1]"}, {"model.mlp_free_layers[0]", "layer 1"});
   check({"model.mlp_free_layers=[9]"}, {"model.mlp_free_layers[0]", "9 is not a layer index"});
   check({"model.attn_gate_dims=1000"}, {"model.attn_gate_dims", "1000"});
+  check({"model.smear_gate_dims=-1"}, {"model.smear_gate_dims", "-1"});
+  check({"model.unet_skip_gate=\"sigmoid\"", "model.unet_skips=false"}, {"model.unet_skip_gate", "unet_skips"});
+  check({windows, "schedule.window_stages.windows=[8]", "schedule.window_stages.final_eval_windows=[0,4]"},
+        {"final_eval_windows", "has 2 entries"});
+  check({"schedule.window_stages.final_eval_windows=[0,0,0,8]"}, {"schedule.window_stages.windows", "is empty"});
   validate_config(load_config(tiny, {windows, "schedule.window_stages.windows=[8,12]",
                                      "schedule.window_stages.final_eval=16", "schedule.window_stages.yarn=true",
                                      "schedule.window_stages.scale_log_factor=0.2"}),

@@ -16,6 +16,7 @@
 #include "kernels/cuda/mix.cuh"
 #include "kernels/cuda/norm.cuh"
 #include "kernels/cuda/rope.cuh"
+#include "kernels/cuda/smear.cuh"
 #include "kernels/cuda/softcap_ce.cuh"
 #include "util/error.h"
 
@@ -140,6 +141,8 @@ struct ModelBuffers {
   int32_t *tokens = nullptr, *targets = nullptr, *doc_ids = nullptr;
   int32_t *emb_ids = nullptr, *emb_offsets = nullptr, *emb_positions = nullptr;
   bf16 *emb = nullptr, *x0 = nullptr, *x_final = nullptr, *hf = nullptr, *logits = nullptr;
+  bf16* smeared = nullptr;       // the smear's output (model.smear_gate_dims; null without): the embedding norm's input
+  float* smear_gates = nullptr;  // its gates (N)
   float *embn_mean = nullptr, *embn_rstd = nullptr, *nf_mean = nullptr, *nf_rstd = nullptr;
   float *losses = nullptr, *lse = nullptr, *max_logits = nullptr;
   std::vector<bf16*> value_embeds;  // (N, C) per value-embedding table: its rows for the batch's tokens
@@ -151,7 +154,8 @@ struct ModelBuffers {
   bf16* dve = nullptr;       // c * dv of one layer, scattered into its value-embedding table's gradient
   std::vector<bf16*> dskip;  // per boundary, for U-net skips (null when unused)
   float *norm_scratch = nullptr, *mix_scratch = nullptr, *attn_scratch = nullptr;
-  float* gate_scratch = nullptr;  // attention gate backward (null without the gate)
+  float* gate_scratch = nullptr;   // attention gate backward (null without the gate)
+  float* smear_scratch = nullptr;  // smear backward (null without the smear)
 
   ModelBuffers(const ModelConfig& c, int mb, int ms) : cfg(c), table(c), max_batch(mb), max_seq(ms) {
     C = cfg.d_model;
@@ -172,12 +176,21 @@ struct ModelBuffers {
       fail("GptCuda: model.value_residual needs attention in layer 0 (its V is the residual's source)");
     if (cfg.attn_gate_dims < 0 || cfg.attn_gate_dims > C)
       fail("GptCuda: model.attn_gate_dims = ", cfg.attn_gate_dims, " is outside [0, d_model = ", C, "]");
+    if (cfg.smear_gate_dims < 0 || cfg.smear_gate_dims > C)
+      fail("GptCuda: model.smear_gate_dims = ", cfg.smear_gate_dims, " is outside [0, d_model = ", C, "]");
     offsets = param_offsets(table, cfg);
   }
 
   const float* p32(size_t o) const { return o == npos ? nullptr : params + o; }
   const bf16* pb(size_t o) const { return o == npos ? nullptr : params_bf16 + o; }
   float* g(size_t o) const { return o == npos ? nullptr : grads + o; }
+
+  bool smear() const { return cfg.smear_gate_dims > 0; }
+  // The U-net skip's coefficient in block l: w or sigmoid(w) (model.unet_skip_gate), w = skip_weights[l - L/2].
+  MixCoef skip_coef(int l) const {
+    const float* w = p32(offsets.skip_w) + (l - L / 2);
+    return cfg.unet_skip_gate == "sigmoid" ? MixCoef::sigmoid_of(w) : MixCoef::learned(w);
+  }
 
   // ModelConfig::value_mix_plan(layer) on this model's buffers: v = a * v_raw + c * source,
   // the coefficients read from the lambdas on the device (MixCoef).
@@ -233,6 +246,10 @@ struct ModelBuffers {
     emb_offsets = a.take<int32_t>(N + 1);
     emb_positions = a.take<int32_t>(N);
     emb = a.take<bf16>(NC);
+    if (smear()) {
+      smeared = a.take<bf16>(NC);
+      smear_gates = a.take<float>(N);
+    }
     if (cfg.embed_norm) {
       x0 = a.take<bf16>(NC);
       embn_rstd = a.take<float>(N);
@@ -313,6 +330,8 @@ struct ModelBuffers {
     attn_scratch = a.take<float>(gpu::attention_backward_scratch_floats(max_batch, max_seq, H));
     if (cfg.attn_gate_dims > 0)
       gate_scratch = a.take<float>(gpu::attention_gate_backward_scratch_floats(static_cast<int>(N), H, cfg.attn_gate_dims));
+    if (smear())
+      smear_scratch = a.take<float>(gpu::smear_backward_scratch_floats(static_cast<int>(N), cfg.smear_gate_dims));
   }
 };
 
@@ -550,8 +569,13 @@ double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, in
 
   gpu::embedding_forward(m.emb, m.tokens, m.pb(m.offsets.tok_embed), m.pb(m.offsets.pos_embed), B, Tn, m.C, m.cfg.vocab_size, s);
   const bf16* x0 = m.emb;
+  if (m.smear()) {  // smeared = emb + lambda * sigmoid(emb[:, :K] . w) * (the previous token's emb)
+    gpu::smear_forward(m.smeared, m.smear_gates, m.emb, m.p32(m.offsets.smear_w), m.p32(m.offsets.smear_lambda), B,
+                       Tn, m.C, m.cfg.smear_gate_dims, s);
+    x0 = m.smeared;
+  }
   if (m.cfg.embed_norm) {
-    m.norm_forward(m.x0, m.embn_mean, m.embn_rstd, m.emb, m.offsets.embn_w, m.offsets.embn_b, N);
+    m.norm_forward(m.x0, m.embn_mean, m.embn_rstd, x0, m.offsets.embn_w, m.offsets.embn_b, N);
     x0 = m.x0;
   }
   for (size_t t = 0; t < m.value_embeds.size(); ++t)  // each table's rows for the tokens (no positions)
@@ -566,8 +590,7 @@ double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, in
     if (l == 0) m.copy(a.x_in, x0, NC);
     const bf16* x = a.x_in;
     if (int src = m.cfg.unet_skip_source(l); src >= 0) {
-      gpu::mix_forward(a.x_skip, x, m.acts[src].x_in, MixCoef::constant(1.0f),
-                       MixCoef::learned(m.p32(m.offsets.skip_w) + (l - m.L / 2)), NC, s);
+      gpu::mix_forward(a.x_skip, x, m.acts[src].x_in, MixCoef::constant(1.0f), m.skip_coef(l), NC, s);
       x = a.x_skip;
     }
     if (m.cfg.x0_shortcut) {
@@ -655,7 +678,8 @@ void GptCuda::backward(float loss_scale) {
   m.matmul.backward(m.dhf, m.g(m.offsets.head), nullptr, dlogits, m.hf, m.pb(m.offsets.head), N, m.C, m.Vp, false, s);
   m.norm_backward(m.dres, m.dhf, m.x_final, m.offsets.normf_w, m.offsets.normf_b, m.nf_mean, m.nf_rstd, N, false);
 
-  const bf16* x0 = m.cfg.embed_norm ? m.x0 : m.emb;
+  const bf16* x_emb = m.smear() ? m.smeared : m.emb;  // the embedding norm's input
+  const bf16* x0 = m.cfg.embed_norm ? m.x0 : x_emb;
   CUDA_CHECK(cudaMemsetAsync(m.dx0, 0, NC * sizeof(bf16), s));
   if (m.dv_first) CUDA_CHECK(cudaMemsetAsync(m.dv_first, 0, NC * sizeof(bf16), s));
   for (bf16* d : m.dskip)
@@ -717,18 +741,24 @@ void GptCuda::backward(float loss_scale) {
     if (src >= 0) {
       const int i = l - m.L / 2;
       gpu::mix_backward(nullptr, m.dskip[src], nullptr, m.g(m.offsets.skip_w) + i, m.dres, a.x_in, m.acts[src].x_in,
-                        MixCoef::constant(1.0f), MixCoef::learned(m.p32(m.offsets.skip_w) + i), NC, false, true,
-                        m.mix_scratch, s);
+                        MixCoef::constant(1.0f), m.skip_coef(l), NC, false, true, m.mix_scratch, s);
     }
     // dres = dL/d(boundary l); add the skip gradients aimed at this boundary
     if (m.dskip[l]) m.add(m.dres, m.dres, m.dskip[l], NC);
     if (m.layer_grads_hook) m.layer_grads_hook(l);  // blocks.l.* gradients are enqueued
   }
   m.add(m.dx0, m.dx0, m.dres, NC);
-  const bf16* demb = m.dx0;
+  bf16* demb = m.dx0;
   if (m.cfg.embed_norm) {
-    m.norm_backward(m.dh, m.dx0, m.emb, m.offsets.embn_w, m.offsets.embn_b, m.embn_mean, m.embn_rstd, N, false);
+    m.norm_backward(m.dh, m.dx0, x_emb, m.offsets.embn_w, m.offsets.embn_b, m.embn_mean, m.embn_rstd, N, false);
     demb = m.dh;
+  }
+  if (m.smear()) {  // d(smeared) -> d(emb), into whichever of dx0 and dh is free (de must not alias dy)
+    bf16* de = demb == m.dx0 ? m.dh : m.dx0;
+    gpu::smear_backward(de, m.g(m.offsets.smear_w), m.g(m.offsets.smear_lambda), demb, m.emb, m.smear_gates,
+                        m.p32(m.offsets.smear_w), m.p32(m.offsets.smear_lambda), B, Tn, m.C, m.cfg.smear_gate_dims,
+                        m.smear_scratch, s);
+    demb = de;
   }
   gpu::embedding_backward(m.g(m.offsets.tok_embed), m.g(m.offsets.pos_embed), demb, m.emb_ids, m.emb_offsets, m.emb_positions,
                           m.num_unique, B, Tn, m.C, s);

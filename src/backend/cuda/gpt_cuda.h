@@ -26,7 +26,10 @@
 // (model.window_block) are a mask rule of the attention kernels. The
 // attention gate (model.attn_gate_dims) reads its fp32 master weights, like
 // the learned scalars of the residual mixes, and keeps the ungated attention
-// output and the fp32 gates for the backward.
+// output and the fp32 gates for the backward. So does the smear
+// (model.smear_gate_dims; its gate weight and lambda, its output and gates),
+// between the token embedding and the embedding norm. Sigmoid-gated U-net
+// skips (model.unet_skip_gate) compute sigmoid(w) on the device as well.
 #pragma once
 
 #include <cuda_runtime_api.h>
