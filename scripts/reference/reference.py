@@ -125,18 +125,21 @@ CONFIGS = {
     },
 }
 
-CONFIGS["late_records"] = {  # records #28-#34: attention gate, MLP-free block, FlashAttention windows in
-    # stages with a scale and YaRN, sigmoid-gated U-net skips, per-layer final windows, smear
+CONFIGS["late_records"] = {  # records #28-#35: attention gate, MLP-free block, FlashAttention windows in
+    # stages with a scale and YaRN, sigmoid-gated U-net skips, per-layer final windows, smear, a skipped
+    # block, fewer skips, extension steps
     "model": dict(CONFIGS["value_embeds"]["model"], **{
         "n_layer": 5, "n_head": 2, "d_model": 24, "mlp_hidden": 20, "value_embed_layers": [0, 1, -1, -1, 0],
         "attention_free_layers": [3], "mlp_free_layers": [0], "attn_gate_dims": 5,
         "attn_window": [8, 4, 4, 4, 8], "window_block": 0, "window_counts": "previous", "attn_scale": 0.3,
-        "unet_skip_gate": "sigmoid", "smear_gate_dims": 4,
+        "unet_skip_gate": "sigmoid", "smear_gate_dims": 4, "n_layer": 6, "unet_skip_blocks": 2,
+        "value_embed_layers": [-1, 0, 1, -1, 0, 1], "attention_free_layers": [0, 3], "mlp_free_layers": [0, 1],
+        "attn_window": [8, 8, 4, 4, 8, 4],
     }),
     "batch": {"global_tokens": 24, "micro_batch": 2, "seq_len": 12},
-    "schedule": {"kind": "wsd", "warmup_steps": 0, "cooldown_frac": 0.5, "final_lr_frac": 0.1,
+    "schedule": {"kind": "wsd", "warmup_steps": 0, "cooldown_frac": 0.5, "final_lr_frac": 0.1, "extension_steps": 2,
                  "window_stages": {"windows": [2, 4, 6], "multiple": 2, "final_eval": 8,
-                                   "final_eval_windows": [0, 0, 0, 0, 10], "scale_log_factor": 0.2,
+                                   "final_eval_windows": [0, 0, 0, 0, 10, 0], "scale_log_factor": 0.2,
                                    "yarn": True, "yarn_alpha": 0.1, "yarn_beta": 0.5}},
     "optim": CONFIGS["value_embeds"]["optim"],
     "train": {"steps": 10},
@@ -200,7 +203,7 @@ def param_shapes(m):
         b = f"blocks.{l}."
         if has_attention(m, l):
             attention_shapes(b, l)
-        if m["x0_shortcut"]:
+        if m["x0_shortcut"] and not is_skipped(m, l):
             out.append((b + "x0_lambdas", (2,)))
         if not has_mlp(m, l):
             continue
@@ -225,6 +228,11 @@ def has_attention(m, l):
 
 def has_mlp(m, l):
     return l not in m.get("mlp_free_layers", [])
+
+
+def is_skipped(m, l):
+    """A block with neither sublayer is skipped whole (record #35's first block)."""
+    return not has_attention(m, l) and not has_mlp(m, l)
 
 
 def value_table(m, l):
@@ -359,7 +367,11 @@ def forward(P, m, tokens, doc_ids=None, att=None):
         return m["attn_residual_scale"] * F.linear(y, P[b + "attn.proj.weight"], P.get(b + "attn.proj.bias"))
     for l in range(L):
         b = f"blocks.{l}."
-        if m["unet_skips"] and enc <= l < enc + enc:
+        if is_skipped(m, l):
+            if m["unet_skips"] and l < enc:
+                skips.append(x)
+            continue
+        if m["unet_skips"] and enc <= l < enc + (m.get("unet_skip_blocks") or enc):
             i = l - enc  # decoder i adds the output of encoder block enc-1-i (a stack, as in the speedrun)
             w = P["skip_weights"][i]
             x = x + (torch.sigmoid(w) if m.get("unet_skip_gate", "none") == "sigmoid" else w) * skips[enc - 1 - i]
@@ -402,8 +414,10 @@ def stage_attention(cfg, step, steps):
     stages = st["windows"]
     validate = st.get("final_eval") or stages[-1]
 
+    scheduled = steps - cfg["schedule"].get("extension_steps", 0)  # record #35's iteration_extension
+
     def get_ws(s):
-        return validate if s == steps else stages[int(len(stages) * (s / (1 + steps)))]
+        return validate if s == steps else stages[int(len(stages) * min(s / (1 + scheduled), 0.9999))]
 
     freqs = att["freqs"].clone()
     ws = get_ws(0)
@@ -442,6 +456,8 @@ def loss_fn(P, m, tokens, targets, doc_ids=None, att=None):
 def lr_factor(s, step, total):
     if step < s["warmup_steps"]:
         return (step + 1) / s["warmup_steps"]
+    total -= s.get("extension_steps", 0)  # extension steps run at the final value
+    step = min(step, total)
     final = s["final_lr_frac"]
     if s["kind"] == "constant":
         return 1.0

@@ -74,6 +74,7 @@ struct ModelConfig {
   bool x0_shortcut = false;
   bool unet_skips = false;
   std::string unet_skip_gate = "none";
+  int unet_skip_blocks = 0;  // decoder blocks that take a skip, from the middle; 0 = all n_layer/2
   int smear_gate_dims = 0;  // smear the previous token's embedding in, gated from the first K channels; 0 = none
   std::vector<int> attention_free_layers;  // blocks with only the MLP
   std::vector<int> mlp_free_layers;        // blocks with only the attention
@@ -100,6 +101,11 @@ struct ModelConfig {
   bool has_attention(int layer) const;
   // False for the blocks listed in mlp_free_layers (no MLP sublayer, no MLP parameters).
   bool has_mlp(int layer) const;
+  // A block with neither sublayer (in both lists) is skipped whole: no x0
+  // shortcut, no U-net skip, no parameters (record #35's first block).
+  bool is_skipped(int layer) const { return !has_attention(layer) && !has_mlp(layer); }
+  // Whether block `layer` starts with the x0 shortcut (x0_shortcut, not skipped).
+  bool has_x0_mix(int layer) const { return x0_shortcut && !is_skipped(layer); }
   // Value-embedding table that layer mixes into its V, or -1.
   int value_embed_table(int layer) const;
   // U-net skips: the residual-stream boundary (the state after encoder block
@@ -172,6 +178,9 @@ struct ModelConfig {
       {"lerp", "weighted"});
     v("x0_shortcut", x0_shortcut, "each block starts with x = l0*x + l1*x0 (x0 = first-block input)");
     v("unet_skips", unet_skips, "U-net: decoder block i adds w_i * (output of encoder block L/2-1-i)");
+    v("unet_skip_blocks", unet_skip_blocks,
+      "how many decoder blocks, from the middle on, add a skip (record #35: 5 of 6, the last block none); "
+      "0 = all n_layer/2");
     v("unet_skip_gate", unet_skip_gate,
       "none = the skip is added times its weight w; sigmoid = times sigmoid(w) (record #32 on, init.skip_weight -1.5)",
       {"none", "sigmoid"});
@@ -180,7 +189,9 @@ struct ModelConfig {
       "embedding norm (smear.gate.weight (1, K) and smear.lambda, both zero-initialised); 0 = none (#34 on: 12)");
     v("attention_free_layers", attention_free_layers,
       "blocks without an attention sublayer (only the MLP; record #17 drops layer 7's)");
-    v("mlp_free_layers", mlp_free_layers, "blocks without an MLP sublayer (only attention; record #30 drops layer 0's)");
+    v("mlp_free_layers", mlp_free_layers,
+      "blocks without an MLP sublayer (record #30 drops layer 0's); a block also in attention_free_layers is "
+      "skipped whole, its x0 shortcut and U-net skip too (record #35's block 0)");
     v("attn_gate_dims", attn_gate_dims,
       "attention output gate (record #28): head h's output at token n is scaled by sigmoid(x[n,:K] . W_h), x = the "
       "attention input, W (n_head, K) zero-initialised (blocks.*.attn.gate.weight); 0 = none (#28 on: 12)");
@@ -334,6 +345,7 @@ struct WindowStagesConfig {
 struct ScheduleConfig {
   std::string kind = "wsd";
   int warmup_steps = 0;
+  int extension_steps = 0;
   double cooldown_frac = 0.4;
   double final_lr_frac = 0.0;
   WindowWarmupConfig window_warmup;
@@ -343,6 +355,9 @@ struct ScheduleConfig {
   void visit(V& v) {
     v("kind", kind, "learning-rate shape after warmup", {"constant", "wsd", "cosine", "linear"});
     v("warmup_steps", warmup_steps, "linear warmup: factor (step+1)/warmup_steps for the first steps");
+    v("extension_steps", extension_steps,
+      "the last E of train.steps run at the schedules' final values: lr, window warmup and window stages are laid "
+      "over train.steps - E (record #35: 1,640 + 40); the evaluation after the last step is unchanged");
     v("cooldown_frac", cooldown_frac, "wsd: fraction of steps spent in the final linear cooldown");
     v("final_lr_frac", final_lr_frac, "lr factor reached at the last step (wsd, cosine, linear)");
     v("window_warmup", window_warmup,

@@ -286,9 +286,9 @@ int ModelConfig::value_embed_table(int layer) const {
 }
 
 int ModelConfig::unet_skip_source(int layer) const {
-  if (!unet_skips) return -1;
+  if (!unet_skips || is_skipped(layer)) return -1;
   const int enc = n_layer / 2, i = layer - enc;  // i: decoder index
-  if (i < 0 || i >= enc) return -1;
+  if (i < 0 || i >= (unet_skip_blocks > 0 ? unet_skip_blocks : enc)) return -1;
   return enc - i;
 }
 
@@ -453,12 +453,12 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
     if (l < 0 || l >= m.n_layer)
       invalid(source, str("model.mlp_free_layers[", i, "]"),
               str(l, " is not a layer index (model.n_layer = ", m.n_layer, ")"));
-    if (!m.has_attention(l))
-      invalid(source, str("model.mlp_free_layers[", i, "]"),
-              str("layer ", l, " is also in model.attention_free_layers; a block needs attention or an MLP"));
   }
   if (m.smear_gate_dims < 0 || m.smear_gate_dims > m.d_model)
     invalid(source, "model.smear_gate_dims", str(m.smear_gate_dims, " is outside [0, model.d_model = ", m.d_model, "]"));
+  if (m.unet_skip_blocks < 0 || m.unet_skip_blocks > m.n_layer / 2)
+    invalid(source, "model.unet_skip_blocks",
+            str(m.unet_skip_blocks, " is outside [0, n_layer/2 = ", m.n_layer / 2, "] (0 = every decoder block)"));
   if (m.unet_skip_gate != "none" && !m.unet_skips)
     invalid(source, "model.unet_skip_gate", "gates the U-net skips, but model.unet_skips is off");
   if (m.attn_gate_dims < 0 || m.attn_gate_dims > m.d_model)
@@ -536,6 +536,9 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
 
   const ScheduleConfig& s = cfg.schedule;
   if (s.warmup_steps < 0) invalid(source, "schedule.warmup_steps", "must be >= 0");
+  if (s.extension_steps < 0 || s.extension_steps >= t.steps)
+    invalid(source, "schedule.extension_steps",
+            str(s.extension_steps, " is outside [0, train.steps = ", t.steps, ") (the schedules need at least one step)"));
   if (s.cooldown_frac < 0 || s.cooldown_frac > 1)
     invalid(source, "schedule.cooldown_frac", str(s.cooldown_frac, " is outside [0, 1]"));
   if (s.final_lr_frac < 0) invalid(source, "schedule.final_lr_frac", "must be >= 0");

@@ -10,8 +10,8 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/mix.h"
 #include "kernels/cpu/norm.h"
-#include "kernels/cpu/smear.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/cpu/smear.h"
 #include "kernels/cpu/softcap_ce.h"
 #include "util/error.h"
 
@@ -62,7 +62,7 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
     const bool attention = cfg.has_attention(l);
     a.x_in.resize(NC);
     if (cfg_.unet_skip_source(l) >= 0) a.x_skip.resize(NC);
-    if (cfg.x0_shortcut) a.x_mix.resize(NC);
+    if (cfg.has_x0_mix(l)) a.x_mix.resize(NC);
     a.h1.resize(NC);
     a.n1_rstd.resize(N);
     a.h2.resize(NC);
@@ -270,7 +270,7 @@ double Gpt<T>::forward(const int32_t* tokens, const int32_t* targets, int B, int
       mix_forward(a.x_skip.data(), x, skip, T(1), skip_gate(l), NC);
       x = a.x_skip.data();
     }
-    if (cfg_.x0_shortcut) {
+    if (cfg_.has_x0_mix(l)) {
       const T* lam = p(ly.x0_lambdas);
       mix_forward(a.x_mix.data(), x, x0, lam[0], lam[1], NC);
       x = a.x_mix.data();
@@ -369,7 +369,7 @@ void Gpt<T>::backward(T loss_scale) {
     const BlockParamOffsets& ly = offsets_.blocks[l];
     LayerActs& a = act_.layers[l];
     const int src = cfg_.unet_skip_source(l);
-    const T* x_block = cfg_.x0_shortcut ? a.x_mix.data() : (src >= 0 ? a.x_skip.data() : a.x_in.data());
+    const T* x_block = cfg_.has_x0_mix(l) ? a.x_mix.data() : (src >= 0 ? a.x_skip.data() : a.x_in.data());
     // dres holds dL/d(output of block l) = dL/d(x_attn + mlp_out)
     // MLP (an MLP-free block's output is x_attn itself: dres passes through)
     if (cfg_.has_mlp(l)) {
@@ -440,7 +440,7 @@ void Gpt<T>::backward(T loss_scale) {
                     /*accumulate=*/true);
     }
     // dres = dL/d(x_block)
-    if (cfg_.x0_shortcut) {
+    if (cfg_.has_x0_mix(l)) {
       const T* lam = p(ly.x0_lambdas);
       T* dlam = g(ly.x0_lambdas);
       const T* x_pre = src >= 0 ? a.x_skip.data() : a.x_in.data();

@@ -8,8 +8,14 @@
 
 namespace muongpt {
 
+int scheduled_steps(const ScheduleConfig& schedule, int total_steps) {
+  return std::max(1, total_steps - schedule.extension_steps);
+}
+
 double lr_factor(const ScheduleConfig& s, int step, int total_steps) {
   if (step < s.warmup_steps) return static_cast<double>(step + 1) / s.warmup_steps;
+  total_steps = scheduled_steps(s, total_steps);  // extension steps stay at the final value
+  step = std::min(step, total_steps);
   const double final_frac = s.final_lr_frac;
   if (s.kind == "constant") return 1.0;
   if (s.kind == "wsd") {
@@ -60,7 +66,7 @@ std::vector<int> attention_windows_at(const ModelConfig& model, const ScheduleCo
     return windows;
   }
   if (ww.start <= 0) return windows;
-  const int span = std::max(1, ww.steps > 0 ? ww.steps : total_steps);
+  const int span = std::max(1, ww.steps > 0 ? ww.steps : scheduled_steps(schedule, total_steps));
   const double frac = std::min(1.0, static_cast<double>(step) / span);
   const auto multiples_at = [&](int final_window) {
     const double grown = frac * (final_window - ww.start) + ww.start;  // the record's order of operations
@@ -77,11 +83,15 @@ std::vector<int> attention_windows_at(const ModelConfig& model, const ScheduleCo
 
 namespace {
 
-// Stage of `step` under window stages: floor(K * (step / (steps + 1))) for a
-// training step, K (the final evaluation) at step >= total_steps.
-size_t stage_index_at(const WindowStagesConfig& st, int step, int total_steps) {
+// Stage of `step` under window stages: floor(K * (step / (N + 1))) for a
+// training step, N the scheduled steps (extension steps stay in the last
+// stage), K (the final evaluation) at step >= total_steps.
+size_t stage_index_at(const ScheduleConfig& schedule, int step, int total_steps) {
+  const WindowStagesConfig& st = schedule.window_stages;
   if (step >= total_steps) return st.windows.size();
-  const double x = static_cast<double>(std::max(step, 0)) / (1 + total_steps);
+  const int scheduled = scheduled_steps(schedule, total_steps);
+  if (step >= scheduled) return st.windows.size() - 1;
+  const double x = static_cast<double>(std::max(step, 0)) / (1 + scheduled);
   return std::min(static_cast<size_t>(static_cast<double>(st.windows.size()) * x), st.windows.size() - 1);
 }
 
@@ -94,7 +104,7 @@ int stage_window(const WindowStagesConfig& st, size_t k) {
 
 int stage_window_at(const ScheduleConfig& schedule, int step, int total_steps) {
   const WindowStagesConfig& st = schedule.window_stages;
-  return st.enabled() ? stage_window(st, stage_index_at(st, step, total_steps)) : 0;
+  return st.enabled() ? stage_window(st, stage_index_at(schedule, step, total_steps)) : 0;
 }
 
 void apply_yarn(std::vector<double>& freqs, int old_window, int new_window, double alpha, double beta) {
@@ -121,7 +131,7 @@ AttentionSettings attention_settings_at(const ModelConfig& model, const Schedule
   const int current = stage_window_at(schedule, step, total_steps);
   // YaRN: replay every window change from the first stage up to this step's.
   if (st.yarn) {
-    const size_t k_now = stage_index_at(st, step, total_steps);
+    const size_t k_now = stage_index_at(schedule, step, total_steps);
     for (size_t k = 1; k <= k_now; ++k) {
       const int before = stage_window(st, k - 1), after = stage_window(st, k);
       if (after != before) apply_yarn(out.rope_freqs, before, after, st.yarn_alpha, st.yarn_beta);

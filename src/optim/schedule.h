@@ -1,5 +1,7 @@
 // Learning-rate and momentum schedules, as functions of the step index
-// (0-based index of the optimizer step being taken).
+// (0-based index of the optimizer step being taken). With
+// schedule.extension_steps E, the lr, window-warmup and window-stage
+// schedules are laid over steps - E and hold their final values after it.
 //
 //   warmup:   step < warmup_steps: (step + 1) / warmup_steps
 //   constant: 1
@@ -34,6 +36,9 @@
 
 namespace muongpt {
 
+// The steps the schedules are laid over: total_steps less
+// schedule.extension_steps, which run at the schedules' final values.
+int scheduled_steps(const ScheduleConfig& schedule, int total_steps);
 double lr_factor(const ScheduleConfig& schedule, int step, int total_steps);
 double muon_momentum_at(const OptimGroupConfig& group, int step);
 // The attention windows for `step` (steps completed; training step `step`

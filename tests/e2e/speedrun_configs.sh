@@ -60,6 +60,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 #   #30 to #33 no MLP in block 0: - 2 x 768 x 3,072 = 4,718,592   271,024,972
 #     (#32's sigmoid skip gates and #33's final window add none)
 #   #34 smear: a (1, 12) gate and one lambda                       271,024,985
+#   #35 block 0 skipped whole: - its q, k, v, proj 2,359,296, gate 72,
+#     value lambdas 2, x0 lambdas 2                                 268,665,613
 declare -A EXPECTED_PARAMS=(
   [01_llmc_baseline]=124475904
   [02_adamw_rope]=123532032
@@ -91,6 +93,7 @@ declare -A EXPECTED_PARAMS=(
   [32_sigmoid_skips]=271024972
   [33_final_window]=271024972
   [34_smear]=271024985
+  [35_drop_attn]=268665613
 )
 
 # CPU size: 2 blocks of width 32 (2 heads), 2 micro-batches of 2 x 16 tokens
@@ -99,7 +102,8 @@ declare -A EXPECTED_PARAMS=(
 # 12 value tables of #14) keep their n_layer, so the lists stay as recorded.
 SHRINK=(--set model.d_model=32 --set model.n_head=2
   --set batch.seq_len=16 --set batch.micro_batch=2 --set batch.global_tokens=64
-  --set data.val_tokens=256 --set train.steps=2 --set train.eval_every=0 --set train.checkpoint_every=0
+  --set data.val_tokens=256 --set train.steps=2 --set schedule.extension_steps=0
+  --set train.eval_every=0 --set train.checkpoint_every=0
   --set "data.train_pattern=data/tiny/train_*.bin" --set "data.val_pattern=data/tiny/val_*.bin")
 
 configs=(configs/speedrun/*.json)

@@ -228,6 +228,16 @@ TEST_CASE("gpu model: the smear and sigmoid-gated U-net skips match the CPU", "[
   compare_with_cpu(m, "smear K=12, sigmoid skip gates, value embeddings, attention gates, blocks of 3");
 }
 
+TEST_CASE("gpu model: a skipped block and fewer U-net skips match the CPU", "[gpu][model]") {
+  ModelConfig m = value_embedding_model("weighted");  // record #35: block 0 has neither sublayer
+  m.value_embed_layers = {-1, 1, 0, -1, 1, 0};
+  m.attention_free_layers = {0, 3};
+  m.mlp_free_layers = {0};
+  m.unet_skip_blocks = 2;  // blocks 3 and 4 take a skip, block 5 none
+  m.unet_skip_gate = "sigmoid";
+  compare_with_cpu(m, "block 0 skipped, skips into blocks 3 and 4, sigmoid gates");
+}
+
 TEST_CASE("gpu model: the value residual with weighted lambdas matches the CPU", "[gpu][model][value_embeds]") {
   ModelConfig m = gpu_sized(test::all_features_model());
   m.value_mix = "weighted";  // layer 0 mixes its own V: v = (l0 + l1) v_raw

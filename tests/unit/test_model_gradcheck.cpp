@@ -108,6 +108,18 @@ TEST_CASE("model gradients, smear and sigmoid-gated U-net skips", "[model][gradc
   }
 }
 
+TEST_CASE("model gradients, a skipped block and fewer U-net skips", "[model][gradcheck]") {
+  ModelConfig m = value_embed_model();  // record #35: block 0 has neither sublayer, the last block no skip
+  m.n_layer = 6;
+  m.value_embed_layers = {-1, 0, 1, -1, 1, 0};
+  m.attention_free_layers = {0, 3};
+  m.mlp_free_layers = {0};
+  m.attn_window = {0, 4, 2, 0, 4, 2};
+  m.unet_skip_blocks = 2;
+  m.unet_skip_gate = "sigmoid";
+  check_model_gradients(m, "block 0 skipped, skips into blocks 3 and 4 only");
+}
+
 TEST_CASE("model gradients, switch variants", "[model][gradcheck]") {
   {
     check_model_gradients(other_switches(all_features_model()), kOtherSwitches);

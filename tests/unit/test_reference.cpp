@@ -5,10 +5,11 @@
 // Fixtures: all_features and gpt2_style (the dense-attention era's switches),
 // value_embeds (records #15-#18: value embeddings with weighted mixing, an
 // attention-free block, half-truncated RoPE, whole-block windows, documents),
-// late_records (records #28-#34: attention output gate, an MLP-free block,
+// late_records (records #28-#35: attention output gate, an MLP-free block,
 // FlashAttention-style windows in stages with a window-dependent scale and
 // YaRN, set each step as the trainer does, sigmoid-gated U-net skips, the
-// smear, and the evaluation after the last step at the longer final windows).
+// smear, a skipped block, fewer U-net skips, extension steps, and the
+// evaluation after the last step at the longer final windows).
 #include <fstream>
 #include <nlohmann/json.hpp>
 

@@ -5,6 +5,7 @@
 // with each step's settings. (The exact YaRN frequencies and scales in a
 // training run are checked against PyTorch by the late_records reference fixture.)
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "config/config_io.h"
@@ -144,6 +145,30 @@ TEST_CASE("final_eval_windows replaces layers' windows at the last evaluation on
   REQUIRE(a.rope_freqs == b.rope_freqs);
 }
 
+TEST_CASE("extension steps hold the last stage and the final lr (record #35)", "[schedule][window]") {
+  Config cfg = record31_config(1680, 13 * 128);
+  cfg.schedule.extension_steps = 40;  // 1,640 scheduled steps and 40 more
+  cfg.schedule.kind = "wsd";
+  cfg.schedule.cooldown_frac = 0.5;
+  cfg.schedule.final_lr_frac = 0.1;
+  // the record: x = min(step / 1641, 0.9999), ws = (3, 7, 11)[int(3 x)], 13 at step 1,680
+  for (int step = 0; step <= 1680; ++step) {
+    const double x = std::min(static_cast<double>(step) / 1641, 0.9999);
+    const int ws = step == 1680 ? 13 : std::array<int, 3>{3, 7, 11}[static_cast<size_t>(3 * x)];
+    INFO("step " << step);
+    REQUIRE(stage_window_at(cfg.schedule, step, 1680) == ws * 128);
+  }
+  REQUIRE(stage_window_at(cfg.schedule, 546, 1680) == 384);
+  REQUIRE(stage_window_at(cfg.schedule, 547, 1680) == 896);
+  REQUIRE(stage_window_at(cfg.schedule, 1094, 1680) == 1408);
+  // lr: the trapezoid over 1,640 steps, then its final value
+  REQUIRE(lr_factor(cfg.schedule, 819, 1680) == 1.0);
+  REQUIRE(std::abs(lr_factor(cfg.schedule, 1230, 1680) - (0.5 + 0.5 * 0.1)) < 1e-12);  // halfway down
+  REQUIRE(lr_factor(cfg.schedule, 1639, 1680) > 0.1);
+  for (int step = 1640; step < 1680; ++step) REQUIRE(std::abs(lr_factor(cfg.schedule, step, 1680) - 0.1) < 1e-15);
+  REQUIRE(scheduled_steps(cfg.schedule, 1680) == 1640);
+}
+
 TEST_CASE("window stages, gates and MLP-free blocks are checked with clear errors", "[schedule][window][config]") {
   const std::string tiny = source_path("configs/tiny.json");
   const auto check = [&](std::vector<std::string> overrides, std::initializer_list<std::string> needles) {
@@ -164,10 +189,12 @@ TEST_CASE("window stages, gates and MLP-free blocks are checked with clear error
          "model.pos_embedding=\"learned\""},
         {"schedule.window_stages.yarn", "rope"});
   check({"model.window_counts=\"previous\"", "model.window_block=4"}, {"model.window_counts", "window_block"});
-  check({"model.mlp_free_layers=[1]", "model.attention_free_layers=[1]"}, {"model.mlp_free_layers[0]", "layer 1"});
   check({"model.mlp_free_layers=[9]"}, {"model.mlp_free_layers[0]", "9 is not a layer index"});
   check({"model.attn_gate_dims=1000"}, {"model.attn_gate_dims", "1000"});
   check({"model.smear_gate_dims=-1"}, {"model.smear_gate_dims", "-1"});
+  check({"schedule.extension_steps=20", "train.steps=20"}, {"schedule.extension_steps", "20 is outside"});
+  check({"model.unet_skips=true", "model.unet_skip_blocks=3"}, {"model.unet_skip_blocks", "3 is outside"});
+  check({"model.attention_free_layers=[0,1,2,3]"}, {"model.attention_free_layers", "at least one needs attention"});
   check({"model.unet_skip_gate=\"sigmoid\"", "model.unet_skips=false"}, {"model.unet_skip_gate", "unet_skips"});
   check({windows, "schedule.window_stages.windows=[8]", "schedule.window_stages.final_eval_windows=[0,4]"},
         {"final_eval_windows", "has 2 entries"});

@@ -262,7 +262,7 @@ struct ModelBuffers {
       LayerActs& s = acts[l];
       s.x_in = a.take<bf16>(NC);
       s.x_skip = cfg.unet_skip_source(l) >= 0 ? a.take<bf16>(NC) : nullptr;
-      s.x_mix = cfg.x0_shortcut ? a.take<bf16>(NC) : nullptr;
+      s.x_mix = cfg.has_x0_mix(l) ? a.take<bf16>(NC) : nullptr;
       if (cfg.has_attention(l)) {
         s.h1 = a.take<bf16>(NC);
         s.n1_rstd = a.take<float>(N);
@@ -593,7 +593,7 @@ double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, in
       gpu::mix_forward(a.x_skip, x, m.acts[src].x_in, MixCoef::constant(1.0f), m.skip_coef(l), NC, s);
       x = a.x_skip;
     }
-    if (m.cfg.x0_shortcut) {
+    if (m.cfg.has_x0_mix(l)) {
       const float* lam = m.p32(ly.x0_lambdas);
       gpu::mix_forward(a.x_mix, x, x0, MixCoef::learned(lam), MixCoef::learned(lam + 1), NC, s);
       x = a.x_mix;
@@ -689,7 +689,7 @@ void GptCuda::backward(float loss_scale) {
     const BlockParamOffsets& ly = m.offsets.blocks[l];
     Impl::LayerActs& a = m.acts[l];
     const int src = m.cfg.unet_skip_source(l);
-    const bf16* x_block = m.cfg.x0_shortcut ? a.x_mix : (src >= 0 ? a.x_skip : a.x_in);
+    const bf16* x_block = m.cfg.has_x0_mix(l) ? a.x_mix : (src >= 0 ? a.x_skip : a.x_in);
     const bool attention = m.cfg.has_attention(l);
     // MLP (dres = dL/d(block output)); an MLP-free block's output is x_attn
     if (m.cfg.has_mlp(l)) {
@@ -730,7 +730,7 @@ void GptCuda::backward(float loss_scale) {
       m.norm_backward(m.dres, m.dh, x_block, ly.norm1_w, ly.norm1_b, a.n1_mean, a.n1_rstd, N, true);
     }
     // dres = dL/d(x_block)
-    if (m.cfg.x0_shortcut) {
+    if (m.cfg.has_x0_mix(l)) {
       const float* lam = m.p32(ly.x0_lambdas);
       float* dlam = m.g(ly.x0_lambdas);
       const bf16* x_pre = src >= 0 ? a.x_skip : a.x_in;
