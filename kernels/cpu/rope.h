@@ -27,6 +27,13 @@ inline double rope_inv_freq(int i, int D, double base, bool half_truncated) {
   return std::pow(1.0 / base, static_cast<double>(i) / (quarter - 1));
 }
 
+// The angular frequency of each of the D/2 pairs (rope_inv_freq for i = 0 .. D/2 - 1).
+inline std::vector<double> rope_frequencies(int D, double base, bool half_truncated) {
+  std::vector<double> freqs(static_cast<size_t>(D / 2));
+  for (int i = 0; i < D / 2; ++i) freqs[static_cast<size_t>(i)] = rope_inv_freq(i, D, base, half_truncated);
+  return freqs;
+}
+
 // The same tables from explicit angular frequencies, one per pair (D/2 of
 // them): angle = t * freqs[i] (schedule.window_stages.yarn rescales them).
 template <class T>
@@ -46,9 +53,7 @@ template <class T>
 void rope_tables(std::vector<T>& cos_table, std::vector<T>& sin_table, int Tn, int D, double base,
                  bool half_truncated = false) {
   // inv_freq is computed in fp32 by the speedrun; we keep it in double
-  std::vector<double> freqs(static_cast<size_t>(D / 2));
-  for (int i = 0; i < D / 2; ++i) freqs[static_cast<size_t>(i)] = rope_inv_freq(i, D, base, half_truncated);
-  rope_tables(cos_table, sin_table, Tn, freqs);
+  rope_tables(cos_table, sin_table, Tn, rope_frequencies(D, base, half_truncated));
 }
 
 template <class T>

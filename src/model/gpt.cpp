@@ -35,8 +35,7 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
   grads_.assign(table_.total(), T(0));
   offsets_ = param_offsets(table_, cfg);
   if (cfg.pos_embedding == "rope") {
-    for (int i = 0; i < D_ / 2; ++i)
-      rope_freqs_.push_back(rope_inv_freq(i, D_, cfg.rope_base, cfg.rope_frequencies == "half_truncated"));
+    rope_freqs_ = rope_frequencies(D_, cfg.rope_base, cfg.rope_frequencies == "half_truncated");
     rope_tables(rope_cos_, rope_sin_, max_seq_len, rope_freqs_);
   }
 

@@ -121,17 +121,14 @@ AttentionSettings attention_settings_at(const ModelConfig& model, const Schedule
   AttentionSettings out;
   out.windows = attention_windows_at(model, schedule, step, total_steps);
   out.scale = model.softmax_scale();
-  if (model.pos_embedding == "rope") {
-    const int D = model.head_dim();
-    for (int i = 0; i < D / 2; ++i)
-      out.rope_freqs.push_back(cpu::rope_inv_freq(i, D, model.rope_base, model.rope_frequencies == "half_truncated"));
-  }
+  if (model.pos_embedding == "rope")
+    out.rope_freqs = cpu::rope_frequencies(model.head_dim(), model.rope_base, model.rope_frequencies == "half_truncated");
   const WindowStagesConfig& st = schedule.window_stages;
   if (!st.enabled()) return out;
-  const int current = stage_window_at(schedule, step, total_steps);
+  const size_t k_now = stage_index_at(schedule, step, total_steps);
+  const int current = stage_window(st, k_now);
   // YaRN: replay every window change from the first stage up to this step's.
   if (st.yarn) {
-    const size_t k_now = stage_index_at(schedule, step, total_steps);
     for (size_t k = 1; k <= k_now; ++k) {
       const int before = stage_window(st, k - 1), after = stage_window(st, k);
       if (after != before) apply_yarn(out.rope_freqs, before, after, st.yarn_alpha, st.yarn_beta);

@@ -452,8 +452,7 @@ GptCuda::GptCuda(const ModelConfig& cfg, int max_batch, int max_seq_len)
                         max_seq_len, " tokens)"));
   m.layout(m.arena);  // hand out
   if (m.rope) {
-    for (int i = 0; i < m.D / 2; ++i)
-      m.rope_freqs.push_back(cpu::rope_inv_freq(i, m.D, cfg.rope_base, cfg.rope_frequencies == "half_truncated"));
+    m.rope_freqs = cpu::rope_frequencies(m.D, cfg.rope_base, cfg.rope_frequencies == "half_truncated");
     m.upload_rope_tables();
   }
   CUDA_CHECK(cudaMemset(m.params, 0, m.table.total() * sizeof(float)));
