@@ -104,6 +104,11 @@ struct ModelConfig {
   // A block with neither sublayer (in both lists) is skipped whole: no x0
   // shortcut, no U-net skip, no parameters (record #35's first block).
   bool is_skipped(int layer) const { return !has_attention(layer) && !has_mlp(layer); }
+  // How many earlier tokens one position's logits can depend on under the
+  // per-layer windows `windows` (as model.attn_window): the sum over the
+  // attention blocks of (keys a query sees - 1), plus one for the smear.
+  // -1 when unbounded (an attention block without a window).
+  long long lookback_tokens(const std::vector<int>& windows) const;
   // Whether block `layer` starts with the x0 shortcut (x0_shortcut, not skipped).
   bool has_x0_mix(int layer) const { return x0_shortcut && !is_skipped(layer); }
   // Value-embedding table that layer mixes into its V, or -1.
@@ -232,6 +237,7 @@ struct DataConfig {
   std::string train_pattern = "data/tiny/train_*.bin";
   std::string val_pattern = "data/tiny/val_*.bin";
   long long val_tokens = 65536;
+  int val_seq_len = 0;  // 0 = batch.seq_len
   bool bos_aligned = false;
   int max_doc_len = 0;
 
@@ -239,7 +245,11 @@ struct DataConfig {
   void visit(V& v) {
     v("train_pattern", train_pattern, "glob of training shards (read in sorted order)");
     v("val_pattern", val_pattern, "glob of validation shards");
-    v("val_tokens", val_tokens, "evaluate on the first N tokens of the val shards, in sequences of batch.seq_len (the last one shorter when batch.seq_len does not divide N)");
+    v("val_tokens", val_tokens, "evaluate on the first N tokens of the val shards, in sequences of data.val_seq_len (the last one shorter when it does not divide N)");
+    v("val_seq_len", val_seq_len,
+      "tokens per validation sequence (0 = batch.seq_len); longer than batch.seq_len needs RoPE or no positions and "
+      "a window on every attention layer: each sequence is then evaluated in overlapping chunks of batch.seq_len, "
+      "exact up to rounding (docs/attention.md)");
     v("bos_aligned", bos_aligned,
       "every training sequence starts at a document start; documents are packed and the one that does not fit "
       "is cut (the rest of it is skipped)");
@@ -416,10 +426,14 @@ struct OptimGroupConfig {
   // AdamW
   std::vector<double> betas = {0.9, 0.95};
   double eps = 1e-8;
+  int update_every = 1;  // update on every k-th step with the gradients summed over those k steps
   // Muon
   double momentum = 0.95;
   double momentum_warmup_start = 0.0;  // 0 = no warmup
   int momentum_warmup_steps = 0;
+  int momentum_cooldown_steps = 0;        // 0 = no cooldown
+  double momentum_cooldown_start = 0.0;   // 0 = momentum
+  double momentum_cooldown_end = 0.85;
   bool nesterov = true;
   std::string momentum_form = "ema";
   std::string update_scale = "original";
@@ -443,10 +457,18 @@ struct OptimGroupConfig {
     if (type == "adamw") {
       v("betas", betas, "AdamW (beta1, beta2)");
       v("eps", eps, "AdamW epsilon");
+      v("update_every", update_every,
+        "update on every k-th step (steps k-1, 2k-1, ...) with the gradients of those k steps summed, "
+        "Adam's step count t advancing once per update; 1 = every step (speedrun record 39: 2)");
     } else {
       v("momentum", momentum, "Muon momentum");
       v("momentum_warmup_start", momentum_warmup_start, "momentum at step 0 (linear warmup); 0 disables");
       v("momentum_warmup_steps", momentum_warmup_steps, "steps of the momentum warmup");
+      v("momentum_cooldown_steps", momentum_cooldown_steps,
+        "C > 0: over the last C steps of the run (s > S = train.steps - C) the momentum falls linearly, "
+        "start - (s - S)/C * (start - end) (speedrun record 39: 50; C > train.steps starts partway down); 0 disables");
+      v("momentum_cooldown_start", momentum_cooldown_start, "momentum the cooldown falls from (0 = momentum)");
+      v("momentum_cooldown_end", momentum_cooldown_end, "momentum the cooldown falls towards");
       v("nesterov", nesterov, "Nesterov momentum");
       v("momentum_form", momentum_form,
         "sum: buf=mu*buf+g, g+mu*buf (2024); ema: buf=lerp(buf,g,1-mu), lerp(g,buf,mu)", {"sum", "ema"});
@@ -579,6 +601,9 @@ struct Config {
   OptimConfig optim;
   TrainConfig train;
   DistConfig dist;
+
+  // Tokens per validation sequence: data.val_seq_len, or batch.seq_len when 0.
+  int val_seq_len() const { return data.val_seq_len > 0 ? data.val_seq_len : batch.seq_len; }
 
   template <class V>
   void visit(V& v) {

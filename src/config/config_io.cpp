@@ -279,6 +279,19 @@ bool ModelConfig::has_attention(int layer) const {
   return std::find(attention_free_layers.begin(), attention_free_layers.end(), layer) == attention_free_layers.end();
 }
 
+long long ModelConfig::lookback_tokens(const std::vector<int>& windows) const {
+  ModelConfig with = *this;
+  with.attn_window = windows;
+  long long total = smear_gate_dims > 0 ? 1 : 0;
+  for (int l = 0; l < n_layer; ++l) {
+    if (!has_attention(l)) continue;
+    const int keys = with.window(l);
+    if (keys <= 0) return -1;
+    total += keys - 1;
+  }
+  return total;
+}
+
 int ModelConfig::value_embed_table(int layer) const {
   if (value_embeds <= 0) return -1;
   if (value_embed_layers.empty()) return layer < value_embeds ? layer : -1;
@@ -526,6 +539,12 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
   if (cfg.data.max_doc_len > 0 && !cfg.data.bos_aligned)
     invalid(source, "data.max_doc_len", "only applies with data.bos_aligned = true");
   if (cfg.data.val_tokens < 0) invalid(source, "data.val_tokens", "must be >= 0");
+  if (cfg.data.val_seq_len < 0) invalid(source, "data.val_seq_len", "must be >= 0 (0 = batch.seq_len)");
+  if (cfg.data.val_seq_len > b.seq_len && m.pos_embedding == "learned")
+    invalid(source, "data.val_seq_len",
+            str(cfg.data.val_seq_len, " is longer than batch.seq_len = ", b.seq_len,
+                ": such sequences are evaluated in overlapping chunks, which needs relative positions, but "
+                "model.pos_embedding is \"learned\""));
 
   const TrainConfig& t = cfg.train;
   positive("train.steps", t.steps);
@@ -644,11 +663,18 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
       for (double beta : g.betas)
         if (beta < 0 || beta >= 1) invalid(source, key + ".betas", str(beta, " is outside [0, 1)"));
       if (g.eps <= 0) invalid(source, key + ".eps", "must be positive");
+      if (g.update_every < 1) invalid(source, key + ".update_every", str(g.update_every, " must be >= 1"));
     } else {
       if (g.momentum < 0 || g.momentum >= 1) invalid(source, key + ".momentum", "must be in [0, 1)");
       if (g.momentum_warmup_start < 0 || g.momentum_warmup_start >= 1)
         invalid(source, key + ".momentum_warmup_start", "must be in [0, 1)");
       if (g.momentum_warmup_steps < 0) invalid(source, key + ".momentum_warmup_steps", "must be >= 0");
+      if (g.momentum_cooldown_steps < 0)
+        invalid(source, key + ".momentum_cooldown_steps", str(g.momentum_cooldown_steps, " must be >= 0 (0 = none)"));
+      if (g.momentum_cooldown_start < 0 || g.momentum_cooldown_start >= 1)
+        invalid(source, key + ".momentum_cooldown_start", "must be in [0, 1) (0 = momentum)");
+      if (g.momentum_cooldown_end < 0 || g.momentum_cooldown_end >= 1)
+        invalid(source, key + ".momentum_cooldown_end", "must be in [0, 1)");
       if (g.ns.steps <= 0) invalid(source, key + ".ns.steps", "must be positive");
       if (g.ns.norm_scale <= 0) invalid(source, key + ".ns.norm_scale", "must be positive");
       if (g.ns.coefficients == "custom") {

@@ -255,18 +255,65 @@ void ValSet::sequences(int first, int count, std::vector<int32_t>& inputs, std::
   }
 }
 
-double ValSet::loss_sum(int first, int count, int max_batch, const Forward& forward) const {
-  std::vector<int32_t> inputs, targets, doc_ids;
+std::vector<ValSet::Piece> ValSet::pieces(int len, const Chunking& chunking) {
+  MUONGPT_CHECK(len >= 1 && chunking.max_len >= 1 && chunking.align >= 1);
+  if (len <= chunking.max_len) return {{0, len, 0}};
+  MUONGPT_CHECK(chunking.context >= 0 && chunking.context < chunking.max_len);
+  std::vector<Piece> out;
+  int scored = 0;  // the first position not scored yet
+  while (scored < len) {
+    int begin = std::max(0, scored - chunking.context);
+    begin -= begin % chunking.align;
+    const int end = std::min(len, begin + chunking.max_len);
+    MUONGPT_CHECK(end > scored);  // context + align - 1 < max_len, checked by the caller
+    out.push_back({begin, end, scored});
+    scored = end;
+  }
+  return out;
+}
+
+double ValSet::loss_sum(int first, int count, int max_batch, const Chunking& chunking, const Forward& forward) const {
+  struct Job {
+    int seq;
+    Piece piece;
+  };
+  std::vector<Job> jobs;
+  for (int i = first; i < first + count; ++i)
+    for (const Piece& p : pieces(sequence_length(i), chunking)) jobs.push_back({i, p});
+
+  std::vector<int32_t> seq_in, seq_tg, seq_doc, inputs, targets, doc_ids;
+  std::vector<float> losses;
+  int doc_seq = -1;  // the sequence seq_doc holds
   double sum = 0;
-  for (int i = first; i < first + count;) {
-    const int len = sequence_length(i);
-    int n = std::min(max_batch, first + count - i);
-    while (sequence_length(i + n - 1) != len) --n;  // the short last sequence goes alone
-    sequences(i, n, inputs, targets);
-    doc_ids.resize(inputs.size());
-    document_ids(inputs.data(), n, len, doc_ids.data());
-    sum += forward(inputs.data(), targets.data(), doc_ids.data(), n, len) * n * len;
-    i += n;
+  for (size_t j = 0; j < jobs.size();) {
+    const int len = jobs[j].piece.end - jobs[j].piece.begin;
+    size_t n = 1;  // consecutive jobs of the same length batch together
+    while (j + n < jobs.size() && static_cast<int>(n) < max_batch &&
+           jobs[j + n].piece.end - jobs[j + n].piece.begin == len)
+      ++n;
+    inputs.resize(n * len);
+    targets.resize(n * len);
+    doc_ids.resize(n * len);
+    for (size_t r = 0; r < n; ++r) {
+      const Job& job = jobs[j + r];
+      if (doc_seq != job.seq) {  // ids over the whole sequence, so chunks keep its documents
+        sequences(job.seq, 1, seq_in, seq_tg);
+        seq_doc.resize(seq_in.size());
+        document_ids(seq_in.data(), 1, static_cast<int>(seq_in.size()), seq_doc.data());
+        doc_seq = job.seq;
+      }
+      std::copy_n(seq_in.begin() + job.piece.begin, len, inputs.begin() + r * len);
+      std::copy_n(seq_tg.begin() + job.piece.begin, len, targets.begin() + r * len);
+      std::copy_n(seq_doc.begin() + job.piece.begin, len, doc_ids.begin() + r * len);
+    }
+    losses.assign(n * len, 0.0f);
+    forward(inputs.data(), targets.data(), doc_ids.data(), static_cast<int>(n), len, losses);
+    MUONGPT_CHECK(losses.size() == n * len);
+    for (size_t r = 0; r < n; ++r) {
+      const Piece& p = jobs[j + r].piece;
+      for (int t = p.scored_from - p.begin; t < len; ++t) sum += losses[r * len + t];
+    }
+    j += n;
   }
   return sum;
 }

@@ -165,12 +165,31 @@ class ValSet {
   // The contiguous block of sequences rank `rank` of `world` evaluates.
   std::pair<int, int> rank_range(int rank, int world) const;
 
-  // forward(inputs, targets, doc_ids, n, len): mean loss over n sequences of len tokens.
-  using Forward = std::function<double(const int32_t* inputs, const int32_t* targets, const int32_t* doc_ids, int n,
-                                       int len)>;
-  // Sum of the token losses of sequences [first, first + count), run at most
-  // max_batch sequences at a time (the short last sequence on its own).
-  double loss_sum(int first, int count, int max_batch, const Forward& forward) const;
+  // How sequences longer than the model's buffers are evaluated: in chunks
+  // of at most max_len tokens. Each chunk after the first starts `context`
+  // tokens before the first position it scores (rounded down to a multiple of
+  // `align`), so every scored position sees all the earlier tokens its logits
+  // can depend on (ModelConfig::lookback_tokens) with the masks it would have
+  // in the whole sequence (document ids come from the whole sequence; block
+  // windows from chunk starts on block boundaries).
+  struct Chunking {
+    int max_len = 0;   // the model's sequence buffers
+    int context = 0;   // < max_len
+    int align = 1;     // chunk starts are multiples of this
+  };
+  // forward(inputs, targets, doc_ids, n, len, losses): fills losses with the
+  // n x len per-token losses.
+  using Forward = std::function<void(const int32_t* inputs, const int32_t* targets, const int32_t* doc_ids, int n,
+                                     int len, std::vector<float>& losses)>;
+  // Sum of the token losses of sequences [first, first + count): pieces of
+  // equal length run at most max_batch at a time; a sequence longer than
+  // chunking.max_len runs in chunks that each score only their new positions.
+  double loss_sum(int first, int count, int max_batch, const Chunking& chunking, const Forward& forward) const;
+  // The chunks, as (begin, end, first scored position) within a sequence of len tokens.
+  struct Piece {
+    int begin, end, scored_from;
+  };
+  static std::vector<Piece> pieces(int len, const Chunking& chunking);
 
  private:
   std::vector<uint16_t> tokens_;  // val_tokens + 1

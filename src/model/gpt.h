@@ -82,6 +82,7 @@ class Gpt {
   // overwrites the logits with their gradient.
   const T* logits() const { return act_.logits.data(); }
   const T* losses() const { return act_.losses.data(); }
+  int tokens_in_batch() const { return B_ * T_; }  // B x Tn of the last forward
 
   // Largest pre-softmax attention logit per layer and head of the last
   // forward (n_layer x n_head), for QK-clip and diagnostics.

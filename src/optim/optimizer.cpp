@@ -215,6 +215,7 @@ void Optimizer<T>::allocate_state() {
     State& s = state_[pi];
     s.m.assign(s.hi - s.lo, T(0));
     if (g.type == "adamw") s.v.assign(s.hi - s.lo, T(0));
+    if (g.type == "adamw" && g.update_every > 1) s.gsum.assign(s.hi - s.lo, T(0));
     // NorMuon state lives whole wherever the matrix is worked on (owner: one rank)
     const bool works_here = plan_.replicated[pi] || plan_.zero1_muon[pi] || s.hi > s.lo;
     if (g.type == "muon" && g.normuon.enabled && works_here) s.nv.assign(normuon_numel(static_cast<int>(pi)), T(0));
@@ -225,7 +226,7 @@ void Optimizer<T>::allocate_state() {
 template <class T>
 size_t Optimizer<T>::state_bytes() const {
   size_t n = 0;
-  for (const State& s : state_) n += s.m.size() + s.v.size() + s.nv.size();
+  for (const State& s : state_) n += s.m.size() + s.v.size() + s.nv.size() + s.gsum.size();
   return n * sizeof(T);
 }
 
@@ -270,7 +271,7 @@ void Optimizer<T>::muon_param(const OptimGroupConfig& g, int pi, T* w, const T* 
   if (s.hi == s.lo && !zero1) return;  // another rank owns this matrix
   // momentum on this rank's elements (all of them unless rows are sharded)
   std::vector<T> u(spec.numel);
-  cpu::muon_momentum(u.data() + s.lo, s.m.data(), grad + s.lo, s.hi - s.lo, muon_momentum_at(g, step), g.nesterov,
+  cpu::muon_momentum(u.data() + s.lo, s.m.data(), grad + s.lo, s.hi - s.lo, muon_momentum_at(g, step, total_steps_), g.nesterov,
                      g.momentum_form == "ema");
   if (zero1) {  // gather the full momentum-updated matrix
     std::vector<int> counts, displs;
@@ -365,9 +366,16 @@ void Optimizer<T>::step(T* params, const T* grads, int step) {
       State& s = state_[pi];
       const size_t n = s.hi - s.lo;
       if (n == 0) continue;
-      const long t = static_cast<long>(step) + 1;
-      cpu::adamw_update(w + s.lo, s.m.data(), s.v.data(), grad + s.lo, n, lrs[gi], g.betas[0], g.betas[1], g.eps,
+      const T* g_used = grad + s.lo;
+      if (g.update_every > 1) {  // sum this step's gradient; update on every k-th step only
+        for (size_t i = 0; i < n; ++i) s.gsum[i] += grad[s.lo + i];
+        if ((step + 1) % g.update_every != 0) continue;
+        g_used = s.gsum.data();
+      }
+      const long t = (static_cast<long>(step) + 1) / g.update_every;
+      cpu::adamw_update(w + s.lo, s.m.data(), s.v.data(), g_used, n, lrs[gi], g.betas[0], g.betas[1], g.eps,
                         g.weight_decay, t);
+      if (g.update_every > 1) std::fill(s.gsum.begin(), s.gsum.end(), T(0));
       // diagnostic: RMS of the normalised Adam direction m_hat / (sqrt(v_hat) + eps)
       const double bc1 = 1.0 - std::pow(g.betas[0], t), bc2 = 1.0 - std::pow(g.betas[1], t);
       const T* m = s.m.data();
@@ -440,6 +448,7 @@ std::vector<std::string> Optimizer<T>::state_names() const {
     } else {
       names.push_back(name + ".adam_m");
       names.push_back(name + ".adam_v");
+      if (g.update_every > 1) names.push_back(name + ".adam_grad_sum");
     }
   }
   return names;
@@ -457,6 +466,7 @@ int Optimizer<T>::param_of_state(const std::string& name, std::string& kind) con
 template <class T>
 std::vector<T>& Optimizer<T>::state_buffer(int pi, const std::string& kind) {
   if (kind == "normuon_v") return state_[pi].nv;
+  if (kind == "adam_grad_sum") return state_[pi].gsum;
   return kind == "adam_v" ? state_[pi].v : state_[pi].m;
 }
 

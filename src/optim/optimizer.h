@@ -32,6 +32,9 @@
 // row or column of each block ("<param>.normuon_v", whole on every rank that
 // works on the matrix: with zero1 every rank then orthogonalises every block);
 // cautious weight decay and the lr_squared decay schedule act in the update.
+// An AdamW group with update_every k sums its gradients over k steps and
+// updates on steps k-1, 2k-1, ... (Adam's t = (step + 1) / k), speedrun record
+// 39's Adam "every other step".
 // After the update, QK-clip rescales W_q/W_k of heads whose max attention
 // logit (observe_attention_logits, max over micro-batches and ranks) exceeded
 // tau. Diagnostics every optim.diagnostics_every steps.
@@ -137,7 +140,8 @@ class Optimizer {
   const std::vector<double>& last_update_rms() const { return update_rms_; }
 
   // Names of the state tensors: "<param>.momentum", "<param>.adam_m",
-  // "<param>.adam_v", and "<param>.normuon_v" (NorMuon groups).
+  // "<param>.adam_v", "<param>.normuon_v" (NorMuon groups) and
+  // "<param>.adam_grad_sum" (AdamW groups with update_every > 1).
   std::vector<std::string> state_names() const;
   size_t state_numel(const std::string& name) const;
   // Bytes of state buffers this rank holds (0 before the first step or load).
@@ -151,6 +155,7 @@ class Optimizer {
   struct State {
     size_t lo = 0, hi = 0;  // elements of the parameter this rank keeps state for
     std::vector<T> m, v;    // Muon momentum in m; AdamW m and v
+    std::vector<T> gsum;    // AdamW with update_every > 1: the gradients summed since its last update
     std::vector<T> nv;      // NorMuon second moment, whole (blocks in order), where this rank works on the matrix
   };
   // Per-step sums: update RMS (sum of squares, count) and orthogonality error (sum, count).

@@ -30,7 +30,13 @@ double lr_factor(const ScheduleConfig& s, int step, int total_steps) {
   return 1.0 + (final_frac - 1.0) * p;  // linear
 }
 
-double muon_momentum_at(const OptimGroupConfig& g, int step) {
+double muon_momentum_at(const OptimGroupConfig& g, int step, int total_steps) {
+  const int cooldown_from = total_steps - g.momentum_cooldown_steps;
+  if (g.momentum_cooldown_steps > 0 && step > cooldown_from) {
+    const double start = g.momentum_cooldown_start > 0.0 ? g.momentum_cooldown_start : g.momentum;
+    const double frac = static_cast<double>(step - cooldown_from) / g.momentum_cooldown_steps;
+    return start - frac * (start - g.momentum_cooldown_end);
+  }
   if (g.momentum_warmup_steps <= 0 || g.momentum_warmup_start <= 0.0) return g.momentum;
   const double frac = std::min(1.0, static_cast<double>(step) / g.momentum_warmup_steps);
   return (1.0 - frac) * g.momentum_warmup_start + frac * g.momentum;

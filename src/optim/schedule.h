@@ -40,7 +40,9 @@ namespace muongpt {
 // schedule.extension_steps, which run at the schedules' final values.
 int scheduled_steps(const ScheduleConfig& schedule, int total_steps);
 double lr_factor(const ScheduleConfig& schedule, int step, int total_steps);
-double muon_momentum_at(const OptimGroupConfig& group, int step);
+// Muon momentum at `step` of total_steps: the warmup from momentum_warmup_start,
+// then `momentum`, then the cooldown over the last momentum_cooldown_steps.
+double muon_momentum_at(const OptimGroupConfig& group, int step, int total_steps);
 // The attention windows for `step` (steps completed; training step `step`
 // and the evaluation after `step` steps use the same windows): model.attn_window
 // itself when the warmup is off.

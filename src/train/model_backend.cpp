@@ -18,6 +18,9 @@ class CpuModel final : public ModelBackend {
   double forward(const int32_t* tokens, const int32_t* targets, int B, int Tn, const int32_t* doc_ids) override {
     return model_.forward(tokens, targets, B, Tn, doc_ids);
   }
+  std::vector<float> token_losses() const override {
+    return std::vector<float>(model_.losses(), model_.losses() + model_.tokens_in_batch());
+  }
   void backward(float loss_scale) override { model_.backward(loss_scale); }
   std::vector<float> max_attention_logits() const override { return model_.max_attention_logits(); }
   void set_layer_grads_hook(std::function<void(int)> hook) override { model_.set_layer_grads_hook(std::move(hook)); }

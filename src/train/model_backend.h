@@ -62,6 +62,8 @@ class ModelBackend {
   virtual std::vector<float>& grads() = 0;
   virtual void zero_grad() = 0;
   virtual double forward(const int32_t* tokens, const int32_t* targets, int B, int Tn, const int32_t* doc_ids) = 0;
+  // Per-token losses (B x Tn) of the last forward with targets; forward returns their mean.
+  virtual std::vector<float> token_losses() const = 0;
   virtual void backward(float loss_scale) = 0;
   virtual std::vector<float> max_attention_logits() const = 0;
   // backward() calls hook(l) as soon as block l's parameter gradients are final

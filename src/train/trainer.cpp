@@ -63,9 +63,12 @@ Trainer::Trainer(const Config& cfg, const std::string& source, Comm& comm, const
       std::make_unique<TrainLoader>(cfg.data.train_pattern, "data.train_pattern", geometry_, cfg.model.vocab_size,
                                     Packing{cfg.data.bos_aligned, cfg.data.max_doc_len}),
       /*pin_memory=*/device == "cuda");
-  if (cfg.data.val_tokens > 0)
-    val_ = std::make_unique<ValSet>(cfg.data.val_pattern, "data.val_pattern", cfg.data.val_tokens, cfg.batch.seq_len,
+  if (cfg.data.val_tokens > 0) {
+    val_ = std::make_unique<ValSet>(cfg.data.val_pattern, "data.val_pattern", cfg.data.val_tokens, cfg.val_seq_len(),
                                     cfg.model.vocab_size);
+    for (int at : {0, cfg.train.steps})  // windows only grow: the first and the final evaluation bound them
+      val_chunking(cfg, attention_settings_at(cfg.model, cfg.schedule, at, cfg.train.steps).windows);
+  }
 }
 
 void Trainer::check_finite_loss(double loss) const {
@@ -145,6 +148,26 @@ StepStats Trainer::train_step() {
   return s;
 }
 
+ValSet::Chunking val_chunking(const Config& cfg, const std::vector<int>& windows) {
+  ValSet::Chunking c;
+  c.max_len = cfg.batch.seq_len;
+  c.align = std::max(1, cfg.model.window_block);
+  const int len = cfg.val_seq_len();
+  if (len <= c.max_len) return c;
+  const long long lookback = cfg.model.lookback_tokens(windows);
+  const std::string what = str("data.val_seq_len = ", len, " is longer than batch.seq_len = ", c.max_len,
+                               ", so each validation sequence is evaluated in overlapping chunks of ", c.max_len,
+                               " tokens");
+  if (lookback < 0)
+    fail(what, "; that needs a window on every attention layer, but the windows ", format_list(windows),
+         " leave one full causal (set data.val_seq_len <= batch.seq_len)");
+  if (lookback + c.align - 1 >= c.max_len)
+    fail(what, "; the windows ", format_list(windows), " let a token depend on ", lookback,
+         " earlier tokens, which leaves no room in a chunk (raise batch.seq_len or lower data.val_seq_len)");
+  c.context = static_cast<int>(lookback);
+  return c;
+}
+
 int Trainer::apply_attention_schedule(double* scale) {
   if (cfg_.schedule.window_warmup.start <= 0 && !cfg_.schedule.window_stages.enabled()) return -1;
   const AttentionSettings a = attention_settings_at(cfg_.model, cfg_.schedule, step_, cfg_.train.steps);
@@ -157,9 +180,13 @@ double Trainer::evaluate() {
   if (!val_) return NAN;
   apply_attention_schedule();  // the windows (scale, RoPE) of the step the model has reached
   const auto [first, count] = val_->rank_range(comm_.rank(), comm_.world());
-  double sum = val_->loss_sum(first, count, cfg_.batch.micro_batch,
+  const auto windows = attention_settings_at(cfg_.model, cfg_.schedule, step_, cfg_.train.steps).windows;
+  double sum = val_->loss_sum(first, count, cfg_.batch.micro_batch, val_chunking(cfg_, windows),
                               [&](const int32_t* inputs, const int32_t* targets, const int32_t* doc_ids, int n,
-                                  int len) { return model_->forward(inputs, targets, n, len, doc_ids); });
+                                  int len, std::vector<float>& losses) {
+                                model_->forward(inputs, targets, n, len, doc_ids);
+                                losses = model_->token_losses();
+                              });
   comm_.allreduce_sum(&sum, 1, "val loss");
   return sum / static_cast<double>(val_->num_tokens());
 }

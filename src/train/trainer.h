@@ -39,6 +39,15 @@ struct StepStats {
   double attn_scale = 0;  // its softmax scale (under a window schedule)
 };
 
+// How evaluation runs validation sequences of cfg.val_seq_len() tokens on a
+// model whose buffers hold batch.seq_len tokens, under per-layer windows
+// `windows` (as model.attn_window): whole when they fit, else in chunks that
+// re-read ModelConfig::lookback_tokens earlier tokens (ValSet::Chunking).
+// Throws Error naming data.val_seq_len when such chunks cannot be exact: an
+// attention block without a window, or windows that need as much context
+// as batch.seq_len holds.
+ValSet::Chunking val_chunking(const Config& cfg, const std::vector<int>& windows);
+
 class Trainer {
  public:
   // device: "cpu" or "cuda" (from select_device).

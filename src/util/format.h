@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 namespace muongpt {
 
@@ -37,6 +38,13 @@ inline std::string format_duration(double seconds) {
   else if (s >= 60) std::snprintf(buf, sizeof(buf), "%ldm%02lds", s / 60, s % 60);
   else std::snprintf(buf, sizeof(buf), "%lds", s);
   return buf;
+}
+
+// {896, 384} -> "[896, 384]"
+inline std::string format_list(const std::vector<int>& values) {
+  std::string out = "[";
+  for (size_t i = 0; i < values.size(); ++i) out += (i ? ", " : "") + std::to_string(values[i]);
+  return out + "]";
 }
 
 }  // namespace muongpt

@@ -62,6 +62,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 #   #34 smear: a (1, 12) gate and one lambda                       271,024,985
 #   #35 block 0 skipped whole: - its q, k, v, proj 2,359,296, gate 72,
 #     value lambdas 2, x0 lambdas 2                                 268,665,613
+#   #36 to #39: #35's model (#36 stores q, k, v, o as one (768, 3072)
+#     tensor and both MLP matrices as (768, 3072): the same entries)  268,665,613
 declare -A EXPECTED_PARAMS=(
   [01_llmc_baseline]=124475904
   [02_adamw_rope]=123532032
@@ -94,6 +96,10 @@ declare -A EXPECTED_PARAMS=(
   [33_final_window]=271024972
   [34_smear]=271024985
   [35_drop_attn]=268665613
+  [36_muon_custom_sizing]=268665613
+  [37_bf16_ce]=268665613
+  [38_polar_express]=268665613
+  [39_custom_batching]=268665613
 )
 
 # CPU size: 2 blocks of width 32 (2 heads), 2 micro-batches of 2 x 16 tokens
@@ -102,7 +108,7 @@ declare -A EXPECTED_PARAMS=(
 # 12 value tables of #14) keep their n_layer, so the lists stay as recorded.
 SHRINK=(--set model.d_model=32 --set model.n_head=2
   --set batch.seq_len=16 --set batch.micro_batch=2 --set batch.global_tokens=64
-  --set data.val_tokens=256 --set train.steps=2 --set schedule.extension_steps=0
+  --set data.val_tokens=256 --set data.val_seq_len=0 --set train.steps=2 --set schedule.extension_steps=0
   --set train.eval_every=0 --set train.checkpoint_every=0
   --set "data.train_pattern=data/tiny/train_*.bin" --set "data.val_pattern=data/tiny/val_*.bin")
 
@@ -134,6 +140,10 @@ for cfg in "${configs[@]}"; do
       "attention windows:     [1792, 896, 896, 896, 1792, 896, 896, 1792, 896, 896, 896, 1792] tokens, whole 128-token blocks, inside documents" <<<"$info"
     check "$name: info shows the window schedule (step 696: 7 and 3 blocks)" grep -qF \
       "step 696 [896, 384, 384, 384, 896, 384, 384, 896, 384, 384, 384, 896]" <<<"$info"
+  fi
+  if [ "$name" = 21_batch_size ]; then  # the record's 262,144-token validation sequences, in chunks of 49,152
+    check "$name: info shows the validation chunks (3 long and 8 short attention layers: 3*1,791 + 8*895 earlier tokens)" \
+      grep -qF "validation:            10485760 tokens in 40 sequences of 262144, each in chunks of 49152 re-reading 12533 earlier tokens" <<<"$info"
   fi
   if [ "$name" = 31_yarn ]; then  # window stages with the record's scales, YaRN and the longer final window
     check "$name: info shows the stage at step 557 (7 and 3 blocks, scale 0.116946)" grep -qF \

@@ -77,6 +77,21 @@ import json, math, sys
 last = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 assert last["tokens"] == 1000 and math.isfinite(last["val_loss"]), last
 PY
+# 128-token validation sequences under 8-token windows: in chunks of the run's 32 tokens (each
+# re-reading the 14 tokens two layers of windows look back) as with 128-token buffers
+WIN=(--set "model.attn_window=[8]" --set data.val_seq_len=128 --tokens 1024)
+"$BIN" eval --checkpoint "$A/ckpt_00000006.bin" "${WIN[@]}" > "$WORK/eval_chunked.log" 2>&1
+check "eval runs 128-token validation sequences in 32-token chunks" test $? -eq 0
+"$BIN" eval --checkpoint "$A/ckpt_00000006.bin" "${WIN[@]}" --set batch.seq_len=128 --set batch.global_tokens=512 \
+  > "$WORK/eval_whole.log" 2>&1
+check "eval with 128-token buffers succeeds" test $? -eq 0
+check "chunked and whole validation sequences give the same loss" python3 - "$WORK/eval_chunked.log" "$WORK/eval_whole.log" <<'PY'
+import json, sys
+a, b = (json.loads(open(p).read().strip().splitlines()[-1]) for p in sys.argv[1:])
+assert a["tokens"] == b["tokens"] == 1024 and abs(a["val_loss"] - b["val_loss"]) < 1e-6 * b["val_loss"], (a, b)
+PY
+expect_error "long validation sequences need a window on every layer" "full causal" \
+  "$BIN" eval --checkpoint "$A/ckpt_00000006.bin" --set data.val_seq_len=128
 "$BIN" sample --checkpoint "$A/ckpt_00000006.bin" --tokens 8 --seed 1 > "$WORK/sample1.log" 2>&1
 check "sample succeeds" test $? -eq 0
 "$BIN" sample --checkpoint "$A/ckpt_00000006.bin" --tokens 8 --seed 1 > "$WORK/sample2.log" 2>&1

@@ -275,8 +275,36 @@ TEST_CASE("learning-rate schedules at their boundaries", "[optim][schedule]") {
   g.momentum = 0.95;
   g.momentum_warmup_start = 0.85;
   g.momentum_warmup_steps = 300;
-  REQUIRE(muon_momentum_at(g, 0) == Approx(0.85));
-  REQUIRE(muon_momentum_at(g, 150) == Approx(0.90));
-  REQUIRE(muon_momentum_at(g, 300) == Approx(0.95));
-  REQUIRE(muon_momentum_at(g, 1000) == Approx(0.95));
+  REQUIRE(muon_momentum_at(g, 0, 2000) == Approx(0.85));
+  REQUIRE(muon_momentum_at(g, 150, 2000) == Approx(0.90));
+  REQUIRE(muon_momentum_at(g, 300, 2000) == Approx(0.95));
+  REQUIRE(muon_momentum_at(g, 1000, 2000) == Approx(0.95));
+  REQUIRE(muon_momentum_at(g, 1999, 2000) == Approx(0.95));  // no cooldown
+}
+
+TEST_CASE("Muon momentum follows record #39's warmup and cooldown at every step", "[optim][schedule]") {
+  // The record sets the momentum only while step < 300 (to 0.85 + step/300 * 0.1), so from step
+  // 300 on it keeps step 299's value, 0.85 + 299/300 * 0.1, until the cooldown sets
+  // 0.95 - (step - S)/50 * 0.1 for step > S = 2420 - 50. The config: momentum at step 299's value,
+  // a 299-step warmup from 0.85 and a 50-step cooldown from 0.95 to 0.85.
+  OptimGroupConfig g;
+  g.type = "muon";
+  g.momentum = 0.85 + 299.0 / 300 * 0.1;
+  g.momentum_warmup_start = 0.85;
+  g.momentum_warmup_steps = 299;
+  g.momentum_cooldown_steps = 50;
+  g.momentum_cooldown_start = 0.95;
+  g.momentum_cooldown_end = 0.85;
+  const int total = 2420, start = total - 50;
+  double record = 0.95;  // the optimizer's constructor value, overwritten at step 0
+  for (int step = 0; step < total; ++step) {
+    if (step < 300) record = 0.85 + static_cast<double>(step) / 300 * (0.95 - 0.85);
+    if (step > start) record = 0.95 - static_cast<double>(step - start) / 50 * (0.95 - 0.85);
+    INFO("step " << step);
+    REQUIRE(std::abs(muon_momentum_at(g, step, total) - record) < 1e-15);
+  }
+  REQUIRE(muon_momentum_at(g, 2419, total) == Approx(0.852));
+  // cooldown from the momentum itself when momentum_cooldown_start is 0
+  g.momentum_cooldown_start = 0;
+  REQUIRE(muon_momentum_at(g, start + 25, total) == Approx(g.momentum - 0.5 * (g.momentum - 0.85)));
 }

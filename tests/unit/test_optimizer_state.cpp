@@ -7,6 +7,8 @@
 #include <iterator>
 #include <map>
 
+#include "config/config_io.h"
+#include "kernels/cpu/optimizer_updates.h"
 #include "model_fixtures.h"
 #include "optim/optimizer.h"
 #include "test_support.h"
@@ -110,4 +112,100 @@ TEST_CASE("checkpoint state moves through the layout alone, byte for byte", "[op
   });
   REQUIRE(resumed.state_bytes() == full.state_bytes());
   REQUIRE(gathered_state(resumed) == state);
+}
+
+TEST_CASE("an AdamW group with update_every 2 updates every other step with the summed gradients",
+          "[optim][adamw][state]") {
+  // Record #39: Adam steps at odd steps on the sum of two steps' gradients, with t = 1, 2, ...;
+  // Muon steps every step. Checked element by element against cpu::adamw_update.
+  const ModelConfig m = all_features_model();
+  const ParamTable table(m);
+  OptimConfig every2 = muon_and_rest(muon_group());
+  every2.groups[1].update_every = 2;
+  every2.groups[1].betas = {0.7, 0.95};
+  OptimConfig every1 = every2;
+  every1.groups[1].update_every = 1;
+  ScheduleConfig sched;
+  sched.kind = "linear";  // a different lr at every step
+  sched.final_lr_frac = 0.2;
+  Optimizer<double> opt(table, every2, sched, 8, "test", {}, nullptr, m.n_head);
+  Optimizer<double> muon_reference(table, every1, sched, 8, "test", {}, nullptr, m.n_head);
+  const std::vector<std::string> names = opt.state_names(), reference_names = muon_reference.state_names();
+  REQUIRE(std::count(names.begin(), names.end(), "tok_embed.adam_grad_sum") == 1);
+  REQUIRE(std::count(reference_names.begin(), reference_names.end(), "tok_embed.adam_grad_sum") == 0);
+
+  const size_t n = table.total();
+  std::vector<double> w = random_vector<double>(n, 1), w_ref = w;
+  std::vector<double> expect = w, am(n, 0.0), av(n, 0.0);  // hand-run Adam on the "rest" parameters
+  const OptimGroupConfig& rest = every2.groups[1];
+  std::vector<double> pending(n, 0.0);
+  for (int step = 0; step < 4; ++step) {
+    const std::vector<double> g = random_vector<double>(n, 10 + step);
+    opt.step(w.data(), g.data(), step);
+    muon_reference.step(w_ref.data(), g.data(), step);
+    for (size_t i = 0; i < n; ++i) pending[i] += g[i];
+    const bool adam_step = step % 2 == 1;
+    const double lr = opt.group_lrs(step)[1];
+    for (int pi : opt.groups().params_of_group[1]) {
+      const ParamSpec& spec = table.params()[pi];
+      if (adam_step)
+        cpu::adamw_update(expect.data() + spec.offset, am.data() + spec.offset, av.data() + spec.offset,
+                          pending.data() + spec.offset, spec.numel, lr, rest.betas[0], rest.betas[1], rest.eps,
+                          rest.weight_decay, static_cast<long>((step + 1) / 2));
+    }
+    if (adam_step) std::fill(pending.begin(), pending.end(), 0.0);
+    INFO("step " << step);
+    for (int pi : opt.groups().params_of_group[1]) {  // AdamW: unchanged at even steps, the hand-run values at odd
+      const ParamSpec& spec = table.params()[pi];
+      for (size_t i = spec.offset; i < spec.offset + spec.numel; ++i) REQUIRE(w[i] == expect[i]);
+    }
+    for (int pi : opt.groups().params_of_group[0]) {  // Muon: every step, as with update_every 1
+      const ParamSpec& spec = table.params()[pi];
+      for (size_t i = spec.offset; i < spec.offset + spec.numel; ++i) REQUIRE(w[i] == w_ref[i]);
+    }
+  }
+  // the Adam parameters moved twice
+  const ParamSpec& embed = *table.find("tok_embed");
+  REQUIRE(w[embed.offset] != random_vector<double>(n, 1)[embed.offset]);
+}
+
+TEST_CASE("the summed gradients of a pending AdamW update are checkpoint state", "[optim][adamw][state][checkpoint]") {
+  const ModelConfig m = all_features_model();
+  const ParamTable table(m);
+  OptimConfig oc = muon_and_rest(muon_group());
+  oc.groups[1].update_every = 3;
+  const ScheduleConfig sched;
+  const size_t n = table.total();
+  Optimizer<float> a(table, oc, sched, 6, "test", {}, nullptr, m.n_head);
+  std::vector<float> w = random_vector<float>(n, 3);
+  const std::vector<float> g0 = random_vector<float>(n, 4), g1 = random_vector<float>(n, 5), g2 = random_vector<float>(n, 6);
+  a.step(w.data(), g0.data(), 0);
+  a.step(w.data(), g1.data(), 1);  // two of three gradients pending
+  const auto saved = gathered_state(a);
+  const ParamSpec& embed = *table.find("tok_embed");
+  const std::vector<float>& sum = saved.at("tok_embed.adam_grad_sum");
+  REQUIRE(sum.size() == embed.numel);
+  for (size_t i = 0; i < embed.numel; ++i) REQUIRE(sum[i] == g0[embed.offset + i] + g1[embed.offset + i]);
+
+  Optimizer<float> b(table, oc, sched, 6, "test", {}, nullptr, m.n_head);
+  b.load_state([&](const std::string& name, size_t first, size_t count, float* out) {
+    const std::vector<float>& full = saved.at(name);
+    std::copy(full.begin() + first, full.begin() + first + count, out);
+  });
+  std::vector<float> w_resumed = w;
+  a.step(w.data(), g2.data(), 2);
+  b.step(w_resumed.data(), g2.data(), 2);
+  REQUIRE(w_resumed == w);  // the resumed optimizer applies the same three-step sum
+}
+
+TEST_CASE("update_every and the momentum cooldown are validated with the key named", "[optim][config]") {
+  Config cfg = load_config(source_path("configs/tiny.json"));
+  cfg.optim.groups[1].update_every = 0;
+  require_error([&] { validate_config(cfg, "tiny.json", 1); }, {"tiny.json", "optim.groups[1].update_every", "0"});
+  Config cd = load_config(source_path("configs/tiny.json"));
+  cd.optim.groups[0].momentum_cooldown_steps = -1;
+  require_error([&] { validate_config(cd, "tiny.json", 1); }, {"optim.groups[0].momentum_cooldown_steps", "-1"});
+  cd.optim.groups[0].momentum_cooldown_steps = 50;
+  cd.optim.groups[0].momentum_cooldown_end = 1.0;
+  require_error([&] { validate_config(cd, "tiny.json", 1); }, {"optim.groups[0].momentum_cooldown_end", "[0, 1)"});
 }

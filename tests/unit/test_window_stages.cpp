@@ -145,28 +145,39 @@ TEST_CASE("final_eval_windows replaces layers' windows at the last evaluation on
   REQUIRE(a.rope_freqs == b.rope_freqs);
 }
 
-TEST_CASE("extension steps hold the last stage and the final lr (record #35)", "[schedule][window]") {
-  Config cfg = record31_config(1680, 13 * 128);
-  cfg.schedule.extension_steps = 40;  // 1,640 scheduled steps and 40 more
-  cfg.schedule.kind = "wsd";
-  cfg.schedule.cooldown_frac = 0.5;
-  cfg.schedule.final_lr_frac = 0.1;
-  // the record: x = min(step / 1641, 0.9999), ws = (3, 7, 11)[int(3 x)], 13 at step 1,680
-  for (int step = 0; step <= 1680; ++step) {
-    const double x = std::min(static_cast<double>(step) / 1641, 0.9999);
-    const int ws = step == 1680 ? 13 : std::array<int, 3>{3, 7, 11}[static_cast<size_t>(3 * x)];
-    INFO("step " << step);
-    REQUIRE(stage_window_at(cfg.schedule, step, 1680) == ws * 128);
+TEST_CASE("extension steps hold the last stage and the final lr (records #35-#39)", "[schedule][window]") {
+  // #35-#37: 1,640 scheduled steps and 40 more, stages at 547 and 1,094;
+  // #38: 1,630 and 40, stages at 544 and 1,088
+  // #39: 2,380 and 40, stages at 794 and 1,588
+  for (const auto& [total, stage1, stage2] : {std::array<int, 3>{1680, 547, 1094}, std::array<int, 3>{1670, 544, 1088},
+                                              std::array<int, 3>{2420, 794, 1588}}) {
+    const int N = total - 40;
+    INFO(N << " scheduled steps");
+    Config cfg = record31_config(total, 13 * 128);
+    cfg.schedule.extension_steps = 40;
+    cfg.schedule.kind = "wsd";
+    cfg.schedule.cooldown_frac = 0.5;
+    cfg.schedule.final_lr_frac = 0.1;
+    // the record: x = min(step / (N + 1), 0.9999), ws = (3, 7, 11)[int(3 x)], 13 at the last step
+    for (int step = 0; step <= total; ++step) {
+      const double x = std::min(static_cast<double>(step) / (N + 1), 0.9999);
+      const int ws = step == total ? 13 : std::array<int, 3>{3, 7, 11}[static_cast<size_t>(3 * x)];
+      INFO("step " << step);
+      REQUIRE(stage_window_at(cfg.schedule, step, total) == ws * 128);
+    }
+    REQUIRE(stage_window_at(cfg.schedule, stage1 - 1, total) == 384);
+    REQUIRE(stage_window_at(cfg.schedule, stage1, total) == 896);
+    REQUIRE(stage_window_at(cfg.schedule, stage2 - 1, total) == 896);
+    REQUIRE(stage_window_at(cfg.schedule, stage2, total) == 1408);
+    // lr: the trapezoid over N steps (cooldown over the last N/2), then its final value
+    REQUIRE(lr_factor(cfg.schedule, N / 2 - 1, total) == 1.0);
+    const int down = 3 * N / 4;  // in the cooldown: w = (1 - s/N)/0.5, lr w + (1 - w)*0.1
+    const double w = (1.0 - static_cast<double>(down) / N) / 0.5;
+    REQUIRE(std::abs(lr_factor(cfg.schedule, down, total) - (w + (1 - w) * 0.1)) < 1e-12);
+    REQUIRE(lr_factor(cfg.schedule, N - 1, total) > 0.1);
+    for (int step = N; step < total; ++step) REQUIRE(std::abs(lr_factor(cfg.schedule, step, total) - 0.1) < 1e-15);
+    REQUIRE(scheduled_steps(cfg.schedule, total) == N);
   }
-  REQUIRE(stage_window_at(cfg.schedule, 546, 1680) == 384);
-  REQUIRE(stage_window_at(cfg.schedule, 547, 1680) == 896);
-  REQUIRE(stage_window_at(cfg.schedule, 1094, 1680) == 1408);
-  // lr: the trapezoid over 1,640 steps, then its final value
-  REQUIRE(lr_factor(cfg.schedule, 819, 1680) == 1.0);
-  REQUIRE(std::abs(lr_factor(cfg.schedule, 1230, 1680) - (0.5 + 0.5 * 0.1)) < 1e-12);  // halfway down
-  REQUIRE(lr_factor(cfg.schedule, 1639, 1680) > 0.1);
-  for (int step = 1640; step < 1680; ++step) REQUIRE(std::abs(lr_factor(cfg.schedule, step, 1680) - 0.1) < 1e-15);
-  REQUIRE(scheduled_steps(cfg.schedule, 1680) == 1640);
 }
 
 TEST_CASE("window stages, gates and MLP-free blocks are checked with clear errors", "[schedule][window][config]") {

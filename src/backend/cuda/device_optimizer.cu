@@ -201,6 +201,11 @@ bool DeviceOptimizer::supports(const OptimConfig& optim, std::string& why) {
     why = "diagnostics (optim.diagnostics_every)";
     return false;
   }
+  for (const OptimGroupConfig& g : optim.groups)
+    if (g.type == "adamw" && g.update_every > 1) {
+      why = str("AdamW group \"", g.name, "\" with update_every ", g.update_every, " (gradients summed over steps)");
+      return false;
+    }
   return true;
 }
 
@@ -390,7 +395,7 @@ void DeviceOptimizer::step(float* params, void* params_bf16, const float* grads,
     const double lr = g.lr * factor;
     const gpu::MuonBlockRef* refs = m.d_refs + b.ref0;
     const size_t n = static_cast<size_t>(b.rows) * b.cols;
-    gpu::muon_momentum_batched(m.u32, b.stride, m.mom, grads, refs, b.count, n, muon_momentum_at(g, step),
+    gpu::muon_momentum_batched(m.u32, b.stride, m.mom, grads, refs, b.count, n, muon_momentum_at(g, step, m.total_steps),
                                g.nesterov, g.momentum_form == "ema", m.stream);
     const auto& k = m.coeffs[b.group];
     m.event(3 + 2 * m.ns_calls);

@@ -654,11 +654,11 @@ double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, in
   }
   gpu::softcap_ce_forward(m.losses, m.lse, m.logits, m.targets, N, m.Vp, m.V_softmax,
                           static_cast<float>(m.cfg.logit_softcap), s);
-  std::vector<float> host_losses(N);
-  CUDA_CHECK(cudaMemcpyAsync(host_losses.data(), m.losses, N * sizeof(float), cudaMemcpyDeviceToHost, s));
+  token_losses_.resize(N);
+  CUDA_CHECK(cudaMemcpyAsync(token_losses_.data(), m.losses, N * sizeof(float), cudaMemcpyDeviceToHost, s));
   CUDA_CHECK(cudaStreamSynchronize(s));
   double total = 0;
-  for (float v : host_losses) total += v;
+  for (float v : token_losses_) total += v;
   return total / N;
 }
 

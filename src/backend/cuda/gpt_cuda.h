@@ -89,6 +89,8 @@ class GptCuda {
 
   // Logits (B*Tn, padded vocab) of the last forward, as floats; before backward.
   std::vector<float> logits() const;
+  // Per-token losses (B*Tn) of the last forward with targets.
+  const std::vector<float>& token_losses() const { return token_losses_; }
   // Largest pre-softmax attention logit per layer and head (n_layer x n_head).
   std::vector<float> max_attention_logits() const;
 
@@ -104,6 +106,7 @@ class GptCuda {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  std::vector<float> token_losses_;  // host copy, filled by forward
 };
 
 }  // namespace muongpt

@@ -4,7 +4,9 @@
 
 #include "cli/commands/commands.h"
 #include "data/loader.h"
+#include "optim/schedule.h"
 #include "train/model_io.h"
+#include "train/trainer.h"
 #include "util/error.h"
 
 namespace muongpt {
@@ -27,11 +29,15 @@ void register_eval(CLI::App& app) {
     const std::string pattern = o->data.empty() ? cfg.data.val_pattern : o->data;
     const long long tokens = o->tokens > 0 ? o->tokens : cfg.data.val_tokens;
     if (tokens < 1) fail("--tokens ", tokens, ": need at least one token");
-    ValSet val(pattern, o->data.empty() ? "data.val_pattern" : "--data", tokens, cfg.batch.seq_len,
+    ValSet val(pattern, o->data.empty() ? "data.val_pattern" : "--data", tokens, cfg.val_seq_len(),
                cfg.model.vocab_size);
-    const double sum = val.loss_sum(0, val.num_sequences(), cfg.batch.micro_batch,
+    const auto windows = attention_settings_at(cfg.model, cfg.schedule, lm.step, cfg.train.steps).windows;
+    const double sum = val.loss_sum(0, val.num_sequences(), cfg.batch.micro_batch, val_chunking(cfg, windows),
                                     [&](const int32_t* inputs, const int32_t* targets, const int32_t* doc_ids, int n,
-                                        int len) { return lm.model->forward(inputs, targets, n, len, doc_ids); });
+                                        int len, std::vector<float>& losses) {
+                                      lm.model->forward(inputs, targets, n, len, doc_ids);
+                                      losses.assign(lm.model->losses(), lm.model->losses() + n * len);
+                                    });
     const double loss = sum / static_cast<double>(val.num_tokens());
     std::printf("checkpoint %s (step %d): val loss %.6f on %lld tokens of %s\n", o->checkpoint.c_str(), lm.step, loss,
                 static_cast<long long>(val.num_tokens()), pattern.c_str());

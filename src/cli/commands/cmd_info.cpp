@@ -1,5 +1,6 @@
 // muongpt info: the resolved config, the parameter table, FLOPs and memory;
 // or statistics of token shards (--data); or the config reference.
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "model/params.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
+#include "train/trainer.h"
 #include "util/error.h"
 #include "util/format.h"
 #include "util/fs.h"
@@ -24,13 +26,6 @@ namespace muongpt {
 
 namespace {
 
-// "[w0, w1, ...]", one entry per layer (or the one shared window).
-std::string window_list(const std::vector<int>& windows) {
-  std::string out = "[";
-  for (size_t i = 0; i < windows.size(); ++i) out += (i ? ", " : "") + std::to_string(windows[i]);
-  return out + "]";
-}
-
 // The per-layer windows, and under schedule.window_warmup those of the first,
 // middle and last step, so that a config's schedule can be checked by eye.
 void print_attention_windows(const Config& cfg) {
@@ -38,7 +33,7 @@ void print_attention_windows(const Config& cfg) {
   if (m.attn_window.empty()) return;
   std::printf("%s%s tokens%s%s (0 = full causal)\n",
               cfg.schedule.window_stages.enabled() ? "window shares:         " : "attention windows:     ",
-              window_list(m.attn_window).c_str(),
+              format_list(m.attn_window).c_str(),
               m.window_block > 0 ? str(", whole ", m.window_block, "-token blocks").c_str() : "",
               m.document_mask ? ", inside documents" : "");
   if (m.window_counts == "previous") std::printf("                       (each query also sees itself: w + 1 keys)\n");
@@ -59,7 +54,7 @@ void print_attention_windows(const Config& cfg) {
           break;
         }
       std::printf("window stage:          %s %d: %s, attention scale %.6g%s\n",
-                  step == steps ? "final eval, step" : "from step", step, window_list(a.windows).c_str(), a.scale,
+                  step == steps ? "final eval, step" : "from step", step, format_list(a.windows).c_str(), a.scale,
                   yarn.c_str());
     }
     return;
@@ -68,9 +63,35 @@ void print_attention_windows(const Config& cfg) {
   if (ww.start <= 0) return;
   std::string line;
   for (int step : {0, steps / 2, steps})
-    line += str(step ? ", " : "", "step ", step, " ", window_list(attention_windows_at(m, cfg.schedule, step, steps)));
+    line += str(step ? ", " : "", "step ", step, " ", format_list(attention_windows_at(m, cfg.schedule, step, steps)));
   std::printf("window warmup:         %s (rounding %s, layers %s)\n", line.c_str(), ww.rounding.c_str(),
               ww.layers.c_str());
+}
+
+// The validation sequences, and for sequences longer than batch.seq_len the
+// chunks of the final evaluation (the longest windows) and the work they add.
+void print_validation(const Config& cfg) {
+  const long long tokens = cfg.data.val_tokens;
+  if (tokens <= 0) return;
+  const int len = cfg.val_seq_len();
+  const long long sequences = (tokens + len - 1) / len;
+  std::printf("validation:            %lld tokens in %lld sequence%s of %d", tokens, sequences,
+              sequences == 1 ? "" : "s", len);
+  if (tokens % len) std::printf(" (the last %lld)", tokens % len);
+  if (len <= cfg.batch.seq_len) {
+    std::printf("\n");
+    return;
+  }
+  const auto windows = attention_settings_at(cfg.model, cfg.schedule, cfg.train.steps, cfg.train.steps).windows;
+  const ValSet::Chunking plan = val_chunking(cfg, windows);
+  long long forward_tokens = 0;
+  for (long long i = 0; i < sequences; ++i) {
+    const int n = static_cast<int>(std::min<long long>(len, tokens - i * len));
+    for (const auto& piece : ValSet::pieces(n, plan)) forward_tokens += piece.end - piece.begin;
+  }
+  std::printf(", each in chunks of %d re-reading %d earlier tokens at the final evaluation (%lld tokens "
+              "forward, %.2fx those scored)\n",
+              plan.max_len, plan.context, forward_tokens, static_cast<double>(forward_tokens) / tokens);
 }
 
 void print_model_info(const RunOptions& o) {
@@ -101,6 +122,7 @@ void print_model_info(const RunOptions& o) {
   std::printf("FLOPs per step:        %.3g (%lld tokens)\n", e.flops_per_token * cfg.batch.global_tokens,
               static_cast<long long>(cfg.batch.global_tokens));
   print_attention_windows(cfg);
+  print_validation(cfg);
   std::printf("memory (CPU, fp32):    params %.2f GB, grads %.2f GB, optimizer %.2f GB, activations %.2f GB, total %.2f GB\n",
               e.param_bytes / 1e9, e.grad_bytes / 1e9, e.optimizer_bytes / 1e9, e.activation_bytes / 1e9,
               e.total_bytes() / 1e9);
