@@ -37,6 +37,10 @@ __global__ void adamw_kernel(float* w, bf16* w_bf16, float* m, float* v, const f
   }
 }
 
+__global__ void add_into_kernel(float* sum, const float* g, size_t n) {
+  GRID_STRIDE_LOOP(i, n) sum[i] += g[i];
+}
+
 // Muon momentum (both forms, see optimizer.cuh): updates the buffer value b
 // in place and returns the vector to orthogonalise.
 __device__ __forceinline__ float momentum_step(float& b, float g, float mu, bool nesterov, bool ema_form) {
@@ -236,6 +240,13 @@ void launch_muon_apply(float* w, bf16* w_bf16, const U* update, size_t n, double
 }
 
 }  // namespace
+
+void add_into(float* sum, const float* g, size_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  require_arg(sum && g, "add_into", "sum and g are required");
+  add_into_kernel<<<grid_for(n), kThreads, 0, stream>>>(sum, g, n);
+  CUDA_CHECK_LAUNCH("add_into_kernel");
+}
 
 void adamw_update(float* w, bf16* w_bf16, float* m, float* v, const float* g, size_t n, double lr, double beta1,
                   double beta2, double eps, double weight_decay, long step, cudaStream_t stream) {

@@ -47,6 +47,9 @@ namespace muongpt::gpu {
 void adamw_update(float* w, bf16* w_bf16, float* m, float* v, const float* g, size_t n, double lr, double beta1,
                   double beta2, double eps, double weight_decay, long step, cudaStream_t stream);
 
+// sum += g (an AdamW group's gradients summed over update_every steps).
+void add_into(float* sum, const float* g, size_t n, cudaStream_t stream);
+
 // u_f32 and u_bf16 may each be null (not both).
 void muon_momentum(float* u_f32, bf16* u_bf16, float* buf, const float* g, size_t n, double momentum, bool nesterov,
                    bool ema_form, cudaStream_t stream);

@@ -208,6 +208,23 @@ TEST_CASE("gpu optimizer: AdamW only", "[gpu][optimizer]") {
   compare(oc, "two interleaved AdamW groups");
 }
 
+TEST_CASE("gpu optimizer: AdamW every k-th step on summed gradients, Muon momentum cooldown", "[gpu][optimizer]") {
+  // record #39: AdamW update_every 2 and a momentum cooldown within the 5 compared steps (of 6);
+  // the state after the last step holds a pending gradient sum (adam_grad_sum)
+  OptimGroupConfig g = muon_group();
+  g.momentum_cooldown_steps = 4;
+  g.momentum_cooldown_start = 0.95;
+  g.momentum_cooldown_end = 0.85;
+  OptimConfig oc = muon_and_rest(g);
+  oc.groups[1].update_every = 2;
+  oc.groups[1].betas = {0.7, 0.95};
+  Setup s;
+  s.total_steps = 6;
+  compare(oc, "AdamW update_every 2, momentum cooldown", s);
+  oc.groups[1].update_every = 3;
+  compare(oc, "AdamW update_every 3", s);
+}
+
 TEST_CASE("gpu optimizer: state round trip and resume from the CPU's state", "[gpu][optimizer]") {
   OptimGroupConfig g = muon_group();
   g.normuon.enabled = true;

@@ -93,6 +93,7 @@ struct DeviceOptimizer::Impl {
   Impl(const ParamTable& t, gpu::Matmul& m, cudaStream_t s) : table(t), mm(m), stream(s) {}
   ~Impl() {
     for (void* p : {static_cast<void*>(mom), static_cast<void*>(adam_m), static_cast<void*>(adam_v),
+                    static_cast<void*>(adam_gsum),
                     static_cast<void*>(nv), static_cast<void*>(u32), static_cast<void*>(o16), static_cast<void*>(ws),
                     static_cast<void*>(scratch), static_cast<void*>(factors), static_cast<void*>(nscratch),
                     static_cast<void*>(d_refs), static_cast<void*>(attn_max), static_cast<void*>(d_layers)})
@@ -117,6 +118,8 @@ struct DeviceOptimizer::Impl {
   std::vector<Batch> batches;
   std::vector<AdamRun> adam_runs;
   float *mom = nullptr, *adam_m = nullptr, *adam_v = nullptr, *nv = nullptr;
+  float* adam_gsum = nullptr;  // summed gradients of AdamW groups with update_every > 1 (as adam_m), or null
+  size_t gsum_total = 0;
   float* u32 = nullptr;  // momentum-blended blocks of a batch, fp32
   bf16* o16 = nullptr;   // their orthogonalisation
   bf16* ws = nullptr;    // Newton-Schulz workspace (largest batch)
@@ -171,6 +174,9 @@ struct DeviceOptimizer::Impl {
     } else if (!muon && (kind == "adam_m" || kind == "adam_v")) {
       p.full = spec->numel;
       base = (kind == "adam_m" ? adam_m : adam_v) + state_off[pi];
+    } else if (!muon && kind == "adam_grad_sum" && group_of(pi).update_every > 1) {
+      p.full = spec->numel;
+      base = adam_gsum + state_off[pi];
     } else {
       fail("optimizer state ", name, ": parameter ", spec->name, " has no state \"", kind, "\"");
     }
@@ -201,11 +207,6 @@ bool DeviceOptimizer::supports(const OptimConfig& optim, std::string& why) {
     why = "diagnostics (optim.diagnostics_every)";
     return false;
   }
-  for (const OptimGroupConfig& g : optim.groups)
-    if (g.type == "adamw" && g.update_every > 1) {
-      why = str("AdamW group \"", g.name, "\" with update_every ", g.update_every, " (gradients summed over steps)");
-      return false;
-    }
   return true;
 }
 
@@ -365,6 +366,13 @@ DeviceOptimizer::DeviceOptimizer(const ParamTable& table, const OptimConfig& opt
   m.adam_m = device_alloc<float>(adam_total);
   m.adam_v = device_alloc<float>(adam_total);
   m.nv = device_alloc<float>(nv_total);
+  const bool any_sum = std::any_of(optim.groups.begin(), optim.groups.end(),
+                                   [](const OptimGroupConfig& g) { return g.type == "adamw" && g.update_every > 1; });
+  if (any_sum) {  // indexed as adam_m; only the groups with update_every > 1 use their part
+    m.gsum_total = adam_total;
+    m.adam_gsum = device_alloc<float>(adam_total);
+    CUDA_CHECK(cudaMemsetAsync(m.adam_gsum, 0, sizeof(float) * std::max<size_t>(adam_total, 1), stream));
+  }
   CUDA_CHECK(cudaMemsetAsync(m.mom, 0, sizeof(float) * std::max<size_t>(mom_total, 1), stream));
   CUDA_CHECK(cudaMemsetAsync(m.adam_m, 0, sizeof(float) * std::max<size_t>(adam_total, 1), stream));
   CUDA_CHECK(cudaMemsetAsync(m.adam_v, 0, sizeof(float) * std::max<size_t>(adam_total, 1), stream));
@@ -416,9 +424,17 @@ void DeviceOptimizer::step(float* params, void* params_bf16, const float* grads,
   m.event(1);
   for (const Impl::AdamRun& r : m.adam_runs) {
     const OptimGroupConfig& g = m.optim.groups[r.group];
+    const float* g_used = grads + r.w_off;
+    if (g.update_every > 1) {  // sum this step's gradient; update on every k-th step only (as the host optimizer)
+      float* sum = m.adam_gsum + r.s_off;
+      gpu::add_into(sum, g_used, r.n, m.stream);
+      if ((step + 1) % g.update_every != 0) continue;
+      g_used = sum;
+    }
     gpu::adamw_update(params + r.w_off, w16 ? w16 + r.w_off : nullptr, m.adam_m + r.s_off, m.adam_v + r.s_off,
-                      grads + r.w_off, r.n, g.lr * factor, g.betas[0], g.betas[1], g.eps, g.weight_decay,
-                      static_cast<long>(step) + 1, m.stream);
+                      g_used, r.n, g.lr * factor, g.betas[0], g.betas[1], g.eps, g.weight_decay,
+                      (static_cast<long>(step) + 1) / g.update_every, m.stream);
+    if (g.update_every > 1) CUDA_CHECK(cudaMemsetAsync(m.adam_gsum + r.s_off, 0, sizeof(float) * r.n, m.stream));
   }
   m.event(2);
   // QK-clip rescales rows of any owner: with sharded state it waits for the gather
@@ -486,6 +502,7 @@ std::vector<std::string> DeviceOptimizer::state_names() const {
     } else {
       names.push_back(name + ".adam_m");
       names.push_back(name + ".adam_v");
+      if (m.group_of(static_cast<int>(pi)).update_every > 1) names.push_back(name + ".adam_grad_sum");
     }
   }
   return names;
@@ -522,7 +539,7 @@ void DeviceOptimizer::set_state(const std::string& name, const std::vector<float
 
 size_t DeviceOptimizer::state_bytes() const {
   const Impl& m = *impl_;
-  return sizeof(float) * (m.mom_total + 2 * m.adam_total + m.nv_total);
+  return sizeof(float) * (m.mom_total + 2 * m.adam_total + m.nv_total + m.gsum_total);
 }
 
 }  // namespace muongpt
