@@ -35,8 +35,10 @@ ModelEstimate estimate_model(const Config& cfg) {
     try {
       const auto groups = assign_groups(table, cfg.optim, "");
       for (size_t pi = 0; pi < table.params().size(); ++pi) {
-        const bool adam = cfg.optim.groups[groups.group_of_param[pi]].type == "adamw";
-        e.optimizer_bytes += (adam ? 8.0 : 4.0) * table.params()[pi].numel;
+        const OptimGroupConfig& g = cfg.optim.groups[groups.group_of_param[pi]];
+        // Muon: momentum; AdamW: m and v, and the summed gradients with update_every > 1
+        const double floats = g.type == "adamw" ? (g.update_every > 1 ? 3.0 : 2.0) : 1.0;
+        e.optimizer_bytes += 4.0 * floats * table.params()[pi].numel;
       }
     } catch (...) {  // an invalid grouping is reported elsewhere
     }

@@ -64,9 +64,7 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
     if (cfg.has_x0_mix(l)) a.x_mix.resize(NC);
     a.h1.resize(NC);
     a.n1_rstd.resize(N);
-    a.h2.resize(NC);
-    a.n2_rstd.resize(N);
-    if (ln) a.n1_mean.resize(N), a.n2_mean.resize(N);
+    if (ln) a.n1_mean.resize(N);
     a.qkv.resize(3 * NC);
     a.q_raw.resize(NC);
     a.k_raw.resize(NC);
@@ -90,7 +88,10 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
     }
     a.attn_out.resize(NC);
     a.x_attn.resize(NC);
-    if (cfg.has_mlp(l)) {
+    if (cfg.has_mlp(l)) {  // MLP-free blocks keep no MLP activations
+      a.h2.resize(NC);
+      a.n2_rstd.resize(N);
+      if (ln) a.n2_mean.resize(N);
       a.fc.resize(N * F_);
       a.act.resize(N * F_);
     }

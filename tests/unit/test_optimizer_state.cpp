@@ -9,6 +9,7 @@
 
 #include "config/config_io.h"
 #include "kernels/cpu/optimizer_updates.h"
+#include "model/estimate.h"
 #include "model_fixtures.h"
 #include "optim/optimizer.h"
 #include "test_support.h"
@@ -208,4 +209,18 @@ TEST_CASE("update_every and the momentum cooldown are validated with the key nam
   cd.optim.groups[0].momentum_cooldown_steps = 50;
   cd.optim.groups[0].momentum_cooldown_end = 1.0;
   require_error([&] { validate_config(cd, "tiny.json", 1); }, {"optim.groups[0].momentum_cooldown_end", "[0, 1)"});
+}
+
+TEST_CASE("the optimizer-state estimate counts the summed gradients of update_every", "[optim][state][estimate]") {
+  for (const int every : {1, 2}) {
+    Config cfg = load_config(source_path("configs/tiny.json"));
+    for (OptimGroupConfig& g : cfg.optim.groups)
+      if (g.type == "adamw") g.update_every = every;
+    const ParamTable table(cfg.model);
+    Optimizer<float> opt(table, cfg.optim, cfg.schedule, cfg.train.steps, "tiny", {}, nullptr, cfg.model.n_head);
+    std::vector<float> w = random_vector<float>(table.total(), 1);
+    opt.step(w.data(), random_vector<float>(table.total(), 2).data(), 0);
+    INFO("update_every " << every);
+    REQUIRE(estimate_model(cfg).optimizer_bytes == static_cast<double>(opt.state_bytes()));
+  }
 }
