@@ -125,16 +125,16 @@ CONFIGS = {
     },
 }
 
-CONFIGS["late_records"] = {  # records #28-#35: attention gate, MLP-free block, FlashAttention windows in
+CONFIGS["late_records"] = {  # records #28-#40: attention gate, MLP-free block, FlashAttention windows in
     # stages with a scale and YaRN, sigmoid-gated U-net skips, per-layer final windows, smear, a skipped
-    # block, fewer skips, extension steps
+    # block, fewer skips, extension steps, backout from the state that is also a U-net skip's source
     "model": dict(CONFIGS["value_embeds"]["model"], **{
         "n_layer": 5, "n_head": 2, "d_model": 24, "mlp_hidden": 20, "value_embed_layers": [0, 1, -1, -1, 0],
         "attention_free_layers": [3], "mlp_free_layers": [0], "attn_gate_dims": 5,
         "attn_window": [8, 4, 4, 4, 8], "window_block": 0, "window_counts": "previous", "attn_scale": 0.3,
         "unet_skip_gate": "sigmoid", "smear_gate_dims": 4, "n_layer": 6, "unet_skip_blocks": 2,
         "value_embed_layers": [-1, 0, 1, -1, 0, 1], "attention_free_layers": [0, 3], "mlp_free_layers": [0, 1],
-        "attn_window": [8, 8, 4, 4, 8, 4],
+        "attn_window": [8, 8, 4, 4, 8, 4], "backout_layer": 2,
     }),
     "batch": {"global_tokens": 24, "micro_batch": 2, "seq_len": 12},
     "schedule": {"kind": "wsd", "warmup_steps": 0, "cooldown_frac": 0.5, "final_lr_frac": 0.1, "extension_steps": 2,
@@ -216,6 +216,8 @@ def param_shapes(m):
             out.append((b + "mlp.proj.bias", (C,)))
     if m["unet_skips"]:
         out.append(("skip_weights", (L // 2,)))
+    if m.get("backout_layer", -1) >= 0:
+        out.append(("backout.lambda", (1,)))
     norm("final_norm")
     if not m["tie_embeddings"]:
         out.append(("lm_head", (Vp, C)))
@@ -365,8 +367,11 @@ def forward(P, m, tokens, doc_ids=None, att=None):
             y = y * torch.sigmoid(F.linear(h[..., :K], P[b + "attn.gate.weight"]))[..., None]
         y = y.reshape(B, T, C)
         return m["attn_residual_scale"] * F.linear(y, P[b + "attn.proj.weight"], P.get(b + "attn.proj.bias"))
+    backout = m.get("backout_layer", -1)
     for l in range(L):
         b = f"blocks.{l}."
+        if l == backout + 1:  # record #40: the residual stream after block backout_layer
+            x_backout = x
         if is_skipped(m, l):
             if m["unet_skips"] and l < enc:
                 skips.append(x)
@@ -389,6 +394,8 @@ def forward(P, m, tokens, doc_ids=None, att=None):
         x = x + F.linear(h, P[b + "mlp.proj.weight"], P.get(b + "mlp.proj.bias"))
         if m["unet_skips"] and l < enc:
             skips.append(x)
+    if backout >= 0:
+        x = x - P["backout.lambda"] * x_backout
     x = norm(x, "final_norm")
     head = P["tok_embed"] if m["tie_embeddings"] else P["lm_head"]
     logits = F.linear(x, head)

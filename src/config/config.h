@@ -28,6 +28,7 @@ struct InitConfig {
   bool zero_proj = false;          // zero-init attention and MLP output projections
   bool zero_head = false;          // zero-init an untied lm_head
   double skip_weight = 1.0;        // initial U-net skip weights
+  double backout_lambda = 0.5;     // initial backout coefficient (model.backout_layer)
 
   template <class V>
   void visit(V& v) {
@@ -39,6 +40,7 @@ struct InitConfig {
     v("zero_proj", zero_proj, "zero-initialise attention and MLP output projections");
     v("zero_head", zero_head, "zero-initialise the lm_head (untied only)");
     v("skip_weight", skip_weight, "initial value of the U-net skip weights (record #32 on: -1.5 under a sigmoid gate)");
+    v("backout_lambda", backout_lambda, "initial value of backout.lambda (model.backout_layer; record #40: 0.5)");
   }
 };
 
@@ -79,6 +81,7 @@ struct ModelConfig {
   std::vector<int> attention_free_layers;  // blocks with only the MLP
   std::vector<int> mlp_free_layers;        // blocks with only the attention
   int attn_gate_dims = 0;                  // attention output gate from the first K input channels; 0 = none
+  int backout_layer = -1;  // the final norm reads x_L - lambda * (state after this block); -1 = none
   std::vector<int> attn_window;  // per layer; empty = full causal everywhere
   int window_block = 0;          // 0 = token-exact windows
   std::string window_counts = "keys";
@@ -200,6 +203,10 @@ struct ModelConfig {
     v("attn_gate_dims", attn_gate_dims,
       "attention output gate (record #28): head h's output at token n is scaled by sigmoid(x[n,:K] . W_h), x = the "
       "attention input, W (n_head, K) zero-initialised (blocks.*.attn.gate.weight); 0 = none (#28 on: 12)");
+    v("backout_layer", backout_layer,
+      "backout (record #40): the final norm reads x_L - lambda * x_b, x_b the residual stream after block b = "
+      "backout_layer and x_L the last block's output (backout.lambda, one scalar, init.backout_lambda); -1 = none "
+      "(#40 on: 8)");
     v("attn_window", attn_window,
       "sliding attention window in tokens: [] = full causal, [w] = every layer, or one entry per layer (0 = full)");
     v("window_block", window_block,
@@ -303,8 +310,10 @@ struct WindowWarmupConfig {
 };
 
 // Stepped attention windows (records #29 on): training is cut into K equal
-// stages, K = len(windows); step s < steps runs stage floor(K * s / (steps + 1))
-// and the evaluation after the last step uses final_eval. In a stage the
+// stages, K = len(windows); step s < N (N = the scheduled steps) runs stage
+// floor(K * s / (N + 1)) (or floor(K * s / N), stage_divisor), the extension
+// steps extension_window (when set) and the evaluation after the last step
+// final_eval. In a stage the
 // largest layer of model.attn_window sees windows[k] tokens, and a layer whose
 // model.attn_window entry is W gets b * max(1, floor(n * W / W_max)) with
 // n = windows[k] / b and b = multiple (0: model.window_block, or 1 when that
@@ -319,6 +328,8 @@ struct WindowWarmupConfig {
 struct WindowStagesConfig {
   std::vector<int> windows;
   int multiple = 0;
+  std::string stage_divisor = "steps_plus_one";
+  int extension_window = 0;
   int final_eval = 0;
   std::vector<int> final_eval_windows;
   double scale_log_factor = 0.0;
@@ -334,8 +345,15 @@ struct WindowStagesConfig {
     v("multiple", multiple,
       "unit of the shares: a layer gets multiple*max(1, floor(n*W/W_max)), n = stage window / multiple (records "
       "#29 on: 128, short windows (ws // 2) blocks); 0 = model.window_block, or 1 token");
+    v("stage_divisor", stage_divisor,
+      "training step s (of N scheduled steps) runs stage floor(K*s/(N+1)) (steps_plus_one, records #29-#41) or "
+      "floor(K*s/N) (steps, records #42 on)",
+      {"steps_plus_one", "steps"});
+    v("extension_window", extension_window,
+      "largest layer's window during the schedule.extension_steps, a stage of its own (YaRN and scale follow it; "
+      "records #42 on: 1,664); 0 = the extension steps stay in the last stage");
     v("final_eval", final_eval, "largest layer's window at the evaluation after the last step (record #31: longer "
-                                "than training's); 0 = the last stage's");
+                                "than training's); 0 = the window of the last step");
     v("final_eval_windows", final_eval_windows,
       "per layer, a window for the evaluation after the last step that replaces the rule's (0 = keep it); the scale "
       "and YaRN still follow final_eval (records #33 on: the long layers' 2,560 tokens); [] = none");
@@ -348,7 +366,10 @@ struct WindowStagesConfig {
   }
   bool enabled() const { return !windows.empty(); }
   int share_unit(int window_block) const { return multiple > 0 ? multiple : std::max(1, window_block); }
-  // The windows in order of first use (the stages', then final_eval), each once.
+  // The largest layer's window in order: the K stages, the extension window
+  // (when set), then the evaluation after the last step.
+  std::vector<int> window_sequence() const;
+  // The windows in order of first use (window_sequence), each once.
   std::vector<int> distinct_windows() const;
 };
 
@@ -356,6 +377,7 @@ struct ScheduleConfig {
   std::string kind = "wsd";
   int warmup_steps = 0;
   int extension_steps = 0;
+  std::string extension_lr = "hold";
   double cooldown_frac = 0.4;
   double final_lr_frac = 0.0;
   WindowWarmupConfig window_warmup;
@@ -368,6 +390,11 @@ struct ScheduleConfig {
     v("extension_steps", extension_steps,
       "the last E of train.steps run at the schedules' final values: lr, window warmup and window stages are laid "
       "over train.steps - E (record #35: 1,640 + 40); the evaluation after the last step is unchanged");
+    v("extension_lr", extension_lr,
+      "the lr over the extension steps: hold = the schedule's final value; clamp = the speedrun's get_lr, whose "
+      "x = min(0.9999, s/N) leaves the factor just above it (records #35-#40, #42 on); continue = the lr schedule "
+      "spans all train.steps while the window schedules end at train.steps - E (record #41)",
+      {"hold", "clamp", "continue"});
     v("cooldown_frac", cooldown_frac, "wsd: fraction of steps spent in the final linear cooldown");
     v("final_lr_frac", final_lr_frac, "lr factor reached at the last step (wsd, cosine, linear)");
     v("window_warmup", window_warmup,

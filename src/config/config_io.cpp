@@ -258,11 +258,17 @@ bool name_matches(const std::string& pattern, const std::string& name) {
   return glob_match(pattern.c_str(), name.c_str());
 }
 
+std::vector<int> WindowStagesConfig::window_sequence() const {
+  std::vector<int> all = windows;
+  if (all.empty()) return all;
+  if (extension_window > 0) all.push_back(extension_window);
+  all.push_back(final_eval > 0 ? final_eval : all.back());
+  return all;
+}
+
 std::vector<int> WindowStagesConfig::distinct_windows() const {
   std::vector<int> used;
-  std::vector<int> all = windows;
-  if (final_eval > 0) all.push_back(final_eval);
-  for (int w : all)
+  for (int w : window_sequence())
     if (std::find(used.begin(), used.end(), w) == used.end()) used.push_back(w);
   return used;
 }
@@ -469,6 +475,10 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
   }
   if (m.smear_gate_dims < 0 || m.smear_gate_dims > m.d_model)
     invalid(source, "model.smear_gate_dims", str(m.smear_gate_dims, " is outside [0, model.d_model = ", m.d_model, "]"));
+  if (m.backout_layer < -1 || m.backout_layer > m.n_layer - 2)
+    invalid(source, "model.backout_layer",
+            str(m.backout_layer, " is outside [-1, n_layer - 2 = ", m.n_layer - 2,
+                "] (-1 = none; the last block's own output cannot be backed out of itself)"));
   if (m.unet_skip_blocks < 0 || m.unet_skip_blocks > m.n_layer / 2)
     invalid(source, "model.unet_skip_blocks",
             str(m.unet_skip_blocks, " is outside [0, n_layer/2 = ", m.n_layer / 2, "] (0 = every decoder block)"));
@@ -558,6 +568,8 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
   if (s.extension_steps < 0 || s.extension_steps >= t.steps)
     invalid(source, "schedule.extension_steps",
             str(s.extension_steps, " is outside [0, train.steps = ", t.steps, ") (the schedules need at least one step)"));
+  if (s.extension_lr == "clamp" && s.kind != "wsd")
+    invalid(source, "schedule.extension_lr", str("clamp is the speedrun's wsd rule; schedule.kind is ", s.kind));
   if (s.cooldown_frac < 0 || s.cooldown_frac > 1)
     invalid(source, "schedule.cooldown_frac", str(s.cooldown_frac, " is outside [0, 1]"));
   if (s.final_lr_frac < 0) invalid(source, "schedule.final_lr_frac", "must be >= 0");
@@ -596,10 +608,11 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
 
   const WindowStagesConfig& st = s.window_stages;
   if (!st.enabled()) {
-    if (st.final_eval != 0 || !st.final_eval_windows.empty() || st.scale_log_factor != 0 || st.yarn)
+    if (st.final_eval != 0 || st.extension_window != 0 || !st.final_eval_windows.empty() ||
+        st.scale_log_factor != 0 || st.yarn)
       invalid(source, "schedule.window_stages.windows",
-              "is empty, but final_eval, final_eval_windows, scale_log_factor or yarn is set (they follow the stages' "
-              "windows)");
+              "is empty, but final_eval, extension_window, final_eval_windows, scale_log_factor or yarn is set (they "
+              "follow the stages' windows)");
   } else {
     if (ww.start > 0)
       invalid(source, "schedule.window_stages.windows",
@@ -617,6 +630,12 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
     for (size_t k = 0; k < st.windows.size(); ++k)
       check_window(str("schedule.window_stages.windows[", k, "]"), st.windows[k]);
     if (st.final_eval != 0) check_window("schedule.window_stages.final_eval", st.final_eval);
+    if (st.extension_window != 0) {
+      check_window("schedule.window_stages.extension_window", st.extension_window);
+      if (s.extension_steps <= 0)
+        invalid(source, "schedule.window_stages.extension_window",
+                "is set, but schedule.extension_steps is 0 (it is the window of the extension steps)");
+    }
     if (!st.final_eval_windows.empty() && st.final_eval_windows.size() != static_cast<size_t>(m.n_layer))
       invalid(source, "schedule.window_stages.final_eval_windows",
               str("has ", st.final_eval_windows.size(), " entries; it needs one per layer (model.n_layer = ", m.n_layer,

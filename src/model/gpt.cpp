@@ -97,6 +97,7 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
     }
   }
   act_.x_final.resize(NC);
+  if (cfg.backout_layer >= 0) act_.x_backout.resize(NC);
   act_.hf.resize(NC);
   act_.nf_rstd.resize(N);
   if (ln) act_.nf_mean.resize(N);
@@ -328,7 +329,13 @@ double Gpt<T>::forward(const int32_t* tokens, const int32_t* targets, int B, int
     x = next;
   }
 
-  norm_forward(act_.hf.data(), act_.nf_mean.data(), act_.nf_rstd.data(), act_.x_final.data(), offsets_.normf_w, offsets_.normf_b, N);
+  const T* x_last = act_.x_final.data();  // the final norm's input
+  if (cfg_.backout_layer >= 0) {           // backout: x_L - lambda * (state after block b)
+    mix_forward(act_.x_backout.data(), x_last, act_.layers[cfg_.backout_layer + 1].x_in.data(), T(1),
+                -p(offsets_.backout_lambda)[0], NC);
+    x_last = act_.x_backout.data();
+  }
+  norm_forward(act_.hf.data(), act_.nf_mean.data(), act_.nf_rstd.data(), x_last, offsets_.normf_w, offsets_.normf_b, N);
   matmul_forward(act_.logits.data(), act_.hf.data(), p(offsets_.head), static_cast<const T*>(nullptr), N, C_, Vp_);
   if (!targets) return 0.0;
   softcap_ce_forward(act_.losses.data(), act_.lse.data(), act_.logits.data(), targets, N, Vp_, V_softmax_,
@@ -353,15 +360,25 @@ void Gpt<T>::backward(T loss_scale) {
   std::vector<T> dres(NC), dhf(NC);
   matmul_backward(dhf.data(), g(offsets_.head), static_cast<T*>(nullptr), dlogits, act_.hf.data(), p(offsets_.head), N, C_, Vp_,
                   false);
-  norm_backward(dres.data(), dhf.data(), act_.x_final.data(), offsets_.normf_w, offsets_.normf_b, act_.nf_mean.data(),
-                act_.nf_rstd.data(), N, false);
+  const bool backout = cfg_.backout_layer >= 0;
+  norm_backward(dres.data(), dhf.data(), backout ? act_.x_backout.data() : act_.x_final.data(), offsets_.normf_w,
+                offsets_.normf_b, act_.nf_mean.data(), act_.nf_rstd.data(), N, false);
 
   const T* x_emb = cfg_.smear_gate_dims > 0 ? act_.smeared.data() : act_.emb.data();  // the embedding norm's input
   const T* x0 = cfg_.embed_norm ? act_.x0.data() : x_emb;
   std::vector<T> dx0(NC, T(0));
-  std::vector<std::vector<T>> dskip(L_ + 1);  // pending gradient for skip sources, by boundary
+  std::vector<std::vector<T>> dskip(L_ + 1);  // pending gradient for skip and backout sources, by boundary
   std::vector<T> dv_first(cfg_.value_residual ? NC : 0, T(0));
   std::vector<std::vector<T>> dvalue_embeds(act_.value_embeds.size(), std::vector<T>(NC, T(0)));
+  if (backout) {  // x_last = x_L - lambda * x_b: x_L gets dres as it is, boundary b + 1 gets -lambda * dres
+    const int boundary = cfg_.backout_layer + 1;
+    const T lambda = p(offsets_.backout_lambda)[0];
+    dskip[boundary].resize(NC);
+    T dcoef = T(0);  // d(loss)/d(-lambda)
+    mix_backward(static_cast<T*>(nullptr), dskip[boundary].data(), static_cast<T*>(nullptr), &dcoef, dres.data(),
+                 act_.x_final.data(), act_.layers[boundary].x_in.data(), T(1), -lambda, NC, false, false);
+    g(offsets_.backout_lambda)[0] -= dcoef;
+  }
   std::vector<T> dh(NC), dfc(static_cast<size_t>(N) * F_), dact(static_cast<size_t>(N) * F_);
   std::vector<T> dqkv(3 * NC), dq(NC), dk(NC), dv(NC), datt(NC), dattn_out(NC), dtmp(NC);
 

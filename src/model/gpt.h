@@ -15,7 +15,8 @@
 //   x = x + s * (y Wproj^T [+ b])
 //   x = x + act(norm2(x) Wfc^T [+ b]) Wmlp^T [+ b]  (not in MLP-free blocks)
 // Model: x0 = [norm](smear(tok_embed[tokens] [+ pos_embed])); blocks; logits =
-// norm(x) Whead^T; loss = mean cross-entropy of softcap(logits).
+// norm(x [- lambda * x_b]) Whead^T (backout: x_b = the state after block
+// model.backout_layer); loss = mean cross-entropy of softcap(logits).
 //
 // Memory: one flat parameter buffer and one gradient buffer (ParamTable
 // offsets), activations allocated once for (micro_batch, seq_len) and reused.
@@ -111,6 +112,7 @@ class Gpt {
     std::vector<std::vector<T>> value_embeds;  // (N, C) rows of each value-embedding table
     std::vector<LayerActs> layers;
     std::vector<T> x_final, hf, nf_mean, nf_rstd;
+    std::vector<T> x_backout;  // model.backout_layer: x_final - lambda * (state after the backout block)
     std::vector<T> logits, losses, lse;
     std::vector<T> max_logits;
     std::vector<int32_t> tokens, targets, doc_ids;

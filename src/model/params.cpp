@@ -95,6 +95,7 @@ ParamTable::ParamTable(const ModelConfig& m) {
     if (m.bias) add(b + "mlp.proj.bias", {C}, ParamRole::Bias, constant({0.0}));
   }
   if (m.unet_skips) add("skip_weights", {L / 2}, ParamRole::Scalar, constant({ini.skip_weight}));
+  if (m.backout_layer >= 0) add("backout.lambda", {1}, ParamRole::Scalar, constant({ini.backout_lambda}));
   add_norm("final_norm");
   if (!m.tie_embeddings) {
     ParamInit head = ini.zero_head ? constant({0.0}) : linear(C, false);
@@ -165,6 +166,7 @@ ParamOffsets param_offsets(const ParamTable& table, const ModelConfig& cfg) {
   o.embn_w = off("embed_norm.weight");
   o.embn_b = off("embed_norm.bias");
   o.skip_w = off("skip_weights");
+  o.backout_lambda = off("backout.lambda");
   o.normf_w = off("final_norm.weight");
   o.normf_b = off("final_norm.bias");
   o.head = cfg.tie_embeddings ? o.tok_embed : off("lm_head");

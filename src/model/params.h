@@ -7,6 +7,7 @@
 //   tok_embed (Vp, C)            pos_embed (max_seq_len, C)      lm_head (Vp, C)
 //   value_embeds.K (Vp, C)
 //   embed_norm.{weight,bias}     final_norm.{weight,bias}        skip_weights (L/2)
+//   smear.gate.weight (1, K)     smear.lambda (1)                backout.lambda (1)
 //   blocks.L.norm1.{weight,bias}  blocks.L.norm2.{weight,bias}
 //   blocks.L.attn.qkv.{weight,bias} (3C, C) fused, or attn.{q,k,v}.{weight,bias}
 //   blocks.L.attn.proj.{weight,bias} (C, C)     blocks.L.attn.value_lambda (1 lerp, 2 weighted)
@@ -91,6 +92,7 @@ struct BlockParamOffsets {
 struct ParamOffsets {
   size_t tok_embed, pos_embed, embn_w, embn_b, skip_w, normf_w, normf_b, head;
   size_t smear_w, smear_lambda;  // model.smear_gate_dims
+  size_t backout_lambda;         // model.backout_layer
   std::vector<size_t> value_embeds;  // one per table
   std::vector<BlockParamOffsets> blocks;
 };

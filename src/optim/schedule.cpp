@@ -14,12 +14,15 @@ int scheduled_steps(const ScheduleConfig& schedule, int total_steps) {
 
 double lr_factor(const ScheduleConfig& s, int step, int total_steps) {
   if (step < s.warmup_steps) return static_cast<double>(step + 1) / s.warmup_steps;
-  total_steps = scheduled_steps(s, total_steps);  // extension steps stay at the final value
-  step = std::min(step, total_steps);
+  if (s.extension_lr != "continue") {
+    total_steps = scheduled_steps(s, total_steps);  // extension steps stay at (about) the final value
+    step = std::min(step, total_steps);
+  }
   const double final_frac = s.final_lr_frac;
   if (s.kind == "constant") return 1.0;
   if (s.kind == "wsd") {
-    const double x = static_cast<double>(step) / total_steps;
+    double x = static_cast<double>(step) / total_steps;
+    if (s.extension_lr == "clamp") x = std::min(x, 0.9999);  // the speedrun's get_lr
     if (s.cooldown_frac <= 0.0 || x < 1.0 - s.cooldown_frac) return 1.0;
     const double w = (1.0 - x) / s.cooldown_frac;
     return w + (1.0 - w) * final_frac;
@@ -89,28 +92,26 @@ std::vector<int> attention_windows_at(const ModelConfig& model, const ScheduleCo
 
 namespace {
 
-// Stage of `step` under window stages: floor(K * (step / (N + 1))) for a
-// training step, N the scheduled steps (extension steps stay in the last
-// stage), K (the final evaluation) at step >= total_steps.
+// Position of `step` in WindowStagesConfig::window_sequence(): stage
+// floor(K * step / (N + 1)) (or / N, stage_divisor) for a training step, N
+// the scheduled steps; the extension window (or the last stage) for an
+// extension step; the final evaluation's at step >= total_steps.
 size_t stage_index_at(const ScheduleConfig& schedule, int step, int total_steps) {
   const WindowStagesConfig& st = schedule.window_stages;
-  if (step >= total_steps) return st.windows.size();
+  const size_t K = st.windows.size();
+  if (step >= total_steps) return st.window_sequence().size() - 1;
   const int scheduled = scheduled_steps(schedule, total_steps);
-  if (step >= scheduled) return st.windows.size() - 1;
-  const double x = static_cast<double>(std::max(step, 0)) / (1 + scheduled);
-  return std::min(static_cast<size_t>(static_cast<double>(st.windows.size()) * x), st.windows.size() - 1);
-}
-
-int stage_window(const WindowStagesConfig& st, size_t k) {
-  if (k < st.windows.size()) return st.windows[k];
-  return st.final_eval > 0 ? st.final_eval : st.windows.back();
+  if (step >= scheduled) return st.extension_window > 0 ? K : K - 1;
+  const int divisor = st.stage_divisor == "steps" ? scheduled : scheduled + 1;
+  const double x = static_cast<double>(std::max(step, 0)) / divisor;  // the record's order of operations
+  return std::min(static_cast<size_t>(static_cast<double>(K) * x), K - 1);
 }
 
 }  // namespace
 
 int stage_window_at(const ScheduleConfig& schedule, int step, int total_steps) {
   const WindowStagesConfig& st = schedule.window_stages;
-  return st.enabled() ? stage_window(st, stage_index_at(schedule, step, total_steps)) : 0;
+  return st.enabled() ? st.window_sequence()[stage_index_at(schedule, step, total_steps)] : 0;
 }
 
 void apply_yarn(std::vector<double>& freqs, int old_window, int new_window, double alpha, double beta) {
@@ -131,12 +132,13 @@ AttentionSettings attention_settings_at(const ModelConfig& model, const Schedule
     out.rope_freqs = cpu::rope_frequencies(model.head_dim(), model.rope_base, model.rope_frequencies == "half_truncated");
   const WindowStagesConfig& st = schedule.window_stages;
   if (!st.enabled()) return out;
+  const std::vector<int> sequence = st.window_sequence();
   const size_t k_now = stage_index_at(schedule, step, total_steps);
-  const int current = stage_window(st, k_now);
+  const int current = sequence[k_now];
   // YaRN: replay every window change from the first stage up to this step's.
   if (st.yarn) {
     for (size_t k = 1; k <= k_now; ++k) {
-      const int before = stage_window(st, k - 1), after = stage_window(st, k);
+      const int before = sequence[k - 1], after = sequence[k];
       if (after != before) apply_yarn(out.rope_freqs, before, after, st.yarn_alpha, st.yarn_beta);
     }
   }

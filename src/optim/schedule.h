@@ -22,9 +22,11 @@
 // layers "proportional" (#20 on): only the largest window W_max follows g; with
 // n = its multiples, a layer with final window W gets multiple * max(1, floor(n W / W_max))
 // (#20's short windows: sliding_window_num_blocks // 2, at least the query's own block).
-// Window stages (schedule.window_stages, records #29 on): step s < steps runs
-// stage k = floor(K * (s / (steps + 1))) (the record's get_ws, in doubles as
-// its Python), the evaluation after the last step final_eval; the largest
+// Window stages (schedule.window_stages, records #29 on): step s < N (the
+// scheduled steps) runs stage k = floor(K * (s / (N + 1))), or with
+// stage_divisor "steps" floor(K * (s / N)) (the records' get_ws, in doubles as
+// their Python), the extension steps extension_window (when set), the
+// evaluation after the last step final_eval; the largest
 // layer sees the stage's window, the others their proportional share. The
 // attention scale and the YaRN-rescaled RoPE frequencies follow the window
 // history (see WindowStagesConfig in config/config.h).
@@ -49,7 +51,8 @@ double muon_momentum_at(const OptimGroupConfig& group, int step, int total_steps
 std::vector<int> attention_windows_at(const ModelConfig& model, const ScheduleConfig& schedule, int step,
                                       int total_steps);
 // The largest layer's window at `step` under schedule.window_stages (the
-// stage's, or final_eval at step >= total_steps); 0 when the stages are off.
+// stage's, the extension window, or final_eval at step >= total_steps); 0
+// when the stages are off.
 int stage_window_at(const ScheduleConfig& schedule, int step, int total_steps);
 // Windows, softmax scale and RoPE frequencies at `step`: without window
 // stages the scale is model.softmax_scale() and the frequencies those of

@@ -100,6 +100,10 @@ declare -A EXPECTED_PARAMS=(
   [37_bf16_ce]=268665613
   [38_polar_express]=268665613
   [39_custom_batching]=268665613
+  [40_backout]=268665614
+  [41_normuon]=268665614
+  [42_fix_muon_lr]=268665614
+  [43_cautious_wd]=268665614
 )
 
 # CPU size: 2 blocks of width 32 (2 heads), 2 micro-batches of 2 x 16 tokens
@@ -109,6 +113,7 @@ declare -A EXPECTED_PARAMS=(
 SHRINK=(--set model.d_model=32 --set model.n_head=2
   --set batch.seq_len=16 --set batch.micro_batch=2 --set batch.global_tokens=64
   --set data.val_tokens=256 --set data.val_seq_len=0 --set train.steps=2 --set schedule.extension_steps=0
+  --set schedule.window_stages.extension_window=0
   --set train.eval_every=0 --set train.checkpoint_every=0
   --set "data.train_pattern=data/tiny/train_*.bin" --set "data.val_pattern=data/tiny/val_*.bin")
 

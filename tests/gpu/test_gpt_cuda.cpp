@@ -228,7 +228,7 @@ TEST_CASE("gpu model: the smear and sigmoid-gated U-net skips match the CPU", "[
   compare_with_cpu(m, "smear K=12, sigmoid skip gates, value embeddings, attention gates, blocks of 3");
 }
 
-TEST_CASE("gpu model: a skipped block and fewer U-net skips match the CPU", "[gpu][model]") {
+TEST_CASE("gpu model: a skipped block, fewer U-net skips and backout match the CPU", "[gpu][model]") {
   ModelConfig m = value_embedding_model("weighted");  // record #35: block 0 has neither sublayer
   m.value_embed_layers = {-1, 1, 0, -1, 1, 0};
   m.attention_free_layers = {0, 3};
@@ -236,6 +236,8 @@ TEST_CASE("gpu model: a skipped block and fewer U-net skips match the CPU", "[gp
   m.unet_skip_blocks = 2;  // blocks 3 and 4 take a skip, block 5 none
   m.unet_skip_gate = "sigmoid";
   compare_with_cpu(m, "block 0 skipped, skips into blocks 3 and 4, sigmoid gates");
+  m.backout_layer = 2;  // record #40: the backed-out state is also block 3's skip
+  compare_with_cpu(m, "block 0 skipped, skips into blocks 3 and 4, sigmoid gates, backout of block 2's output");
 }
 
 TEST_CASE("gpu model: the value residual with weighted lambdas matches the CPU", "[gpu][model][value_embeds]") {
@@ -312,6 +314,8 @@ TEST_CASE("gpu model: each block's gradients are final when the backward reports
   m.smear_gate_dims = 12;
   m.unet_skip_gate = "sigmoid";
   check_layer_grads_hook(m, "value embeddings, attention gates, MLP-free layers 0 and 5, smear, sigmoid skips");
+  m.backout_layer = 3;
+  check_layer_grads_hook(m, "value embeddings, attention gates, MLP-free layers 0 and 5, smear, sigmoid skips, backout");
 }
 
 TEST_CASE("gpu training: 10 Muon + AdamW steps follow the CPU's losses", "[gpu][model][train]") {

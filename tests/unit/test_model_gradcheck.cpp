@@ -120,6 +120,25 @@ TEST_CASE("model gradients, a skipped block and fewer U-net skips", "[model][gra
   check_model_gradients(m, "block 0 skipped, skips into blocks 3 and 4 only");
 }
 
+TEST_CASE("model gradients, backout", "[model][gradcheck]") {
+  {
+    ModelConfig m = all_features_model();  // record #40: x_L - lambda * (state after block b) before the final norm
+    m.backout_layer = 0;
+    check_model_gradients(m, "backout of block 0's output");
+  }
+  {
+    ModelConfig m = value_embed_model();  // the backed-out state is also the first decoder block's U-net skip
+    m.n_layer = 6;
+    m.value_embed_layers = {-1, 0, 1, -1, 1, 0};
+    m.attention_free_layers = {0, 3};
+    m.mlp_free_layers = {0};
+    m.attn_window = {0, 4, 2, 0, 4, 2};
+    m.unet_skip_gate = "sigmoid";
+    m.backout_layer = 2;
+    check_model_gradients(m, "backout of the state a U-net skip also reads");
+  }
+}
+
 TEST_CASE("model gradients, switch variants", "[model][gradcheck]") {
   {
     check_model_gradients(other_switches(all_features_model()), kOtherSwitches);

@@ -5,11 +5,11 @@
 // Fixtures: all_features and gpt2_style (the dense-attention era's switches),
 // value_embeds (records #15-#18: value embeddings with weighted mixing, an
 // attention-free block, half-truncated RoPE, whole-block windows, documents),
-// late_records (records #28-#35: attention output gate, an MLP-free block,
+// late_records (records #28-#40: attention output gate, an MLP-free block,
 // FlashAttention-style windows in stages with a window-dependent scale and
 // YaRN, set each step as the trainer does, sigmoid-gated U-net skips, the
-// smear, a skipped block, fewer U-net skips, extension steps, and the
-// evaluation after the last step at the longer final windows).
+// smear, a skipped block, fewer U-net skips, extension steps, backout, and
+// the evaluation after the last step at the longer final windows).
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -132,7 +132,7 @@ TEST_CASE("CPU engine in double matches the PyTorch reference", "[reference]") {
   SECTION("value embeddings, attention-free block, block windows, documents") {
     check_fixture<double>("value_embeds", tol);
   }
-  SECTION("records #28-#34: gate, MLP-free block, window stages, scale, YaRN, sigmoid skips, smear") {
+  SECTION("records #28-#40: gate, MLP-free block, window stages, scale, YaRN, sigmoid skips, smear, backout") {
     check_fixture<double>("late_records", tol);
   }
 }
@@ -141,14 +141,18 @@ TEST_CASE("CPU engine in float matches the PyTorch reference within fp32 toleran
   // final parameters: as above, with fp32 gradients; Adam eps 1e-10 makes the
   // step about lr (0.3) even for a gradient that is a cancellation of larger
   // terms, so such an element carries its fp32 error into the parameter at
-  // lr scale (late_records: 2.3e-3 on one of 1,536 value-table entries)
-  const Tolerances tol{{1e-5, 1e-5}, {1e-3, 2e-6}, {1e-5, 0}, {1e-3, 5e-3}};
+  // lr scale (late_records: 7.8e-3 on one of 3,072 token-embedding entries,
+  // the largest of all its parameters). Training losses: the same effect
+  // compounds over the ten steps (late_records: 4e-6 relative at step 2, 8e-5
+  // at step 7, while the double engine holds 1e-9 at every step); the first
+  // batch's loss is held to 1e-5 with the logits.
+  const Tolerances tol{{1e-5, 1e-5}, {1e-3, 2e-6}, {2e-4, 0}, {1e-3, 1e-2}};
   SECTION("all features") { check_fixture<float>("all_features", tol); }
   SECTION("gpt2 style") { check_fixture<float>("gpt2_style", tol); }
   SECTION("value embeddings, attention-free block, block windows, documents") {
     check_fixture<float>("value_embeds", tol);
   }
-  SECTION("records #28-#34: gate, MLP-free block, window stages, scale, YaRN, sigmoid skips, smear") {
+  SECTION("records #28-#40: gate, MLP-free block, window stages, scale, YaRN, sigmoid skips, smear, backout") {
     check_fixture<float>("late_records", tol);
   }
 }

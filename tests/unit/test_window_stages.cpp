@@ -210,6 +210,14 @@ TEST_CASE("window stages, gates and MLP-free blocks are checked with clear error
   check({windows, "schedule.window_stages.windows=[8]", "schedule.window_stages.final_eval_windows=[0,4]"},
         {"final_eval_windows", "has 2 entries"});
   check({"schedule.window_stages.final_eval_windows=[0,0,0,8]"}, {"schedule.window_stages.windows", "is empty"});
+  check({windows, "schedule.window_stages.windows=[8]", "schedule.window_stages.extension_window=16"},
+        {"schedule.window_stages.extension_window", "extension_steps is 0"});
+  check({windows, "schedule.window_stages.windows=[8]", "schedule.window_stages.extension_window=6",
+         "schedule.window_stages.multiple=4", "schedule.extension_steps=2"},
+        {"schedule.window_stages.extension_window", "6 is not a multiple"});
+  check({"schedule.extension_window=16"}, {"schedule.extension_window"});
+  check({"schedule.kind=\"cosine\"", "schedule.extension_lr=\"clamp\""}, {"schedule.extension_lr", "cosine"});
+  check({"model.backout_layer=3"}, {"model.backout_layer", "3 is outside [-1, n_layer - 2 = 2]"});
   validate_config(load_config(tiny, {windows, "schedule.window_stages.windows=[8,12]",
                                      "schedule.window_stages.final_eval=16", "schedule.window_stages.yarn=true",
                                      "schedule.window_stages.scale_log_factor=0.2"}),
@@ -254,4 +262,118 @@ TEST_CASE("the trainer trains and evaluates each step with the stage's windows, 
   REQUIRE(trainer.evaluate() == expected);
   manual.model().set_attention(attention_settings_at(scheduled.model, scheduled.schedule, 3, 4));
   REQUIRE(manual.evaluate() != expected);  // the final settings matter, so the comparison above can fail
+}
+
+namespace {
+
+// One speedrun record's schedules as its script computes them (records #35 to
+// #43: get_lr, get_ws and the Muon momentum), N scheduled steps of `total`.
+struct RecordSchedule {
+  int N = 0, total = 0;
+  double cooldown_frac = 0.5;
+  bool lr_over_all_steps = false;  // #41: get_lr divides by num_iterations, extension included
+  bool ws_divides_by_n = false;    // #42 on: x = s / N, the extension steps at ws_final
+  int momentum = 0;                // 39: kept from step 299 (#39, #40); 41: get_muon_momentum (#41 on); 0: unchecked
+
+  double lr(int s) const {
+    const double x = std::min(0.9999, static_cast<double>(s) / (lr_over_all_steps ? total : N));
+    if (x < 1 - cooldown_frac) return 1.0;
+    const double w = (1 - x) / cooldown_frac;
+    return w * 1.0 + (1 - w) * 0.1;
+  }
+  // (short, long) windows in 128-token blocks; the evaluation after the last step extends the long ones to 20
+  std::pair<int, int> ws(int s) const {
+    const int schedule[3] = {3, 7, 11};
+    if (s == total) return {13 / 2, 20};
+    if (ws_divides_by_n && s >= N) return {13 / 2, 13};
+    const double x = ws_divides_by_n ? static_cast<double>(s) / N : std::min(static_cast<double>(s) / (1 + N), 0.9999);
+    const int w = schedule[static_cast<int>(3 * x)];
+    return {w / 2, w};
+  }
+  double muon_momentum(int s, double previous) const {
+    if (momentum == 39) {  // set while s < 300, kept, then the cooldown over the last 50 steps
+      double m = previous;
+      if (s < 300) m = 0.85 + static_cast<double>(s) / 300 * (0.95 - 0.85);
+      if (s > total - 50) m = 0.95 - static_cast<double>(s - (total - 50)) / 50 * (0.95 - 0.85);
+      return m;
+    }
+    if (s < 300) return 0.85 + static_cast<double>(s) / 300 * (0.95 - 0.85);
+    if (s > total - 50) return 0.95 - static_cast<double>(s - (total - 50)) / 50 * (0.95 - 0.85);
+    return 0.95;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("configs #35-#43 follow their records' lr, windows and momentum at every step", "[schedule][window]") {
+  struct Case {
+    const char* config;
+    RecordSchedule record;
+  };
+  const Case cases[] = {
+      {"35_drop_attn", {1640, 1680, 0.5}},
+      {"38_polar_express", {1630, 1670, 0.5}},
+      {"39_custom_batching", {2380, 2420, 0.4, false, false, 39}},
+      {"40_backout", {2290, 2330, 0.45, false, false, 39}},
+      {"41_normuon", {2275, 2315, 0.45, true, false, 41}},
+      {"42_fix_muon_lr", {2245, 2285, 0.5, false, true, 41}},
+      {"43_cautious_wd", {2205, 2245, 0.5, false, true, 41}},
+  };
+  const int long_layers[] = {4, 11};
+  for (const Case& c : cases) {
+    INFO("config " << c.config);
+    const Config cfg = load_config(source_path(std::string("configs/speedrun/") + c.config + ".json"), {});
+    const RecordSchedule& r = c.record;
+    REQUIRE(cfg.train.steps == r.total);
+    REQUIRE(scheduled_steps(cfg.schedule, r.total) == r.N);
+    double momentum = 0.95;  // the optimizer's constructor value, set at step 0
+    for (int s = 0; s <= r.total; ++s) {
+      INFO("step " << s);
+      if (s < r.total) REQUIRE(std::abs(lr_factor(cfg.schedule, s, r.total) - r.lr(s)) < 1e-15);
+      const auto [short_ws, long_ws] = r.ws(s);
+      const std::vector<int> windows = attention_windows_at(cfg.model, cfg.schedule, s, r.total);
+      for (int l = 0; l < 12; ++l) {
+        const bool attention = l != 0 && l != 7;
+        const bool is_long = std::find(std::begin(long_layers), std::end(long_layers), l) != std::end(long_layers);
+        REQUIRE(windows[static_cast<size_t>(l)] == (!attention ? 0 : 128 * (is_long ? long_ws : short_ws)));
+      }
+      if (r.momentum == 0 || s == r.total) continue;
+      momentum = r.muon_momentum(s, momentum);
+      for (const OptimGroupConfig& g : cfg.optim.groups)
+        if (g.type == "muon") REQUIRE(std::abs(muon_momentum_at(g, s, r.total) - momentum) < 1e-15);
+    }
+  }
+  // #42's extension steps train at 13 blocks: YaRN and the scale change once, from 11 to 13, at step N,
+  // and the evaluation after the last step keeps them (as #41's evaluation, which first reaches 13 there)
+  const Config c41 = load_config(source_path("configs/speedrun/41_normuon.json"), {});
+  const Config c42 = load_config(source_path("configs/speedrun/42_fix_muon_lr.json"), {});
+  const AttentionSettings eval41 = attention_settings_at(c41.model, c41.schedule, 2315, 2315);
+  const AttentionSettings ext42 = attention_settings_at(c42.model, c42.schedule, 2245, 2285);
+  const AttentionSettings last_stage42 = attention_settings_at(c42.model, c42.schedule, 2244, 2285);
+  const AttentionSettings eval42 = attention_settings_at(c42.model, c42.schedule, 2285, 2285);
+  REQUIRE(ext42.scale == eval41.scale);
+  REQUIRE(ext42.rope_freqs == eval41.rope_freqs);
+  REQUIRE(eval42.scale == eval41.scale);
+  REQUIRE(eval42.rope_freqs == eval41.rope_freqs);
+  REQUIRE(eval42.windows == eval41.windows);
+  REQUIRE(last_stage42.scale < ext42.scale);
+  REQUIRE(last_stage42.rope_freqs != ext42.rope_freqs);
+}
+
+TEST_CASE("extension_lr: hold, clamp and continue", "[schedule]") {
+  ScheduleConfig s;
+  s.kind = "wsd";
+  s.cooldown_frac = 0.5;
+  s.final_lr_frac = 0.1;
+  s.extension_steps = 10;
+  REQUIRE(lr_factor(s, 105, 110) == 0.1);  // hold: the final value over the extension steps 100-109
+  s.extension_lr = "clamp";                // x = min(0.9999, s/N): w = 0.0002, just above the final value
+  REQUIRE(lr_factor(s, 105, 110) == Approx(0.0002 + 0.9998 * 0.1).epsilon(1e-12));
+  REQUIRE(lr_factor(s, 100, 110) == lr_factor(s, 109, 110));
+  REQUIRE(lr_factor(s, 99, 110) == Approx(0.02 + 0.98 * 0.1));  // the scheduled steps as before
+  s.extension_lr = "continue";  // the lr schedule over all 110 steps
+  REQUIRE(lr_factor(s, 55, 110) == 1.0);
+  const double w = (1 - 99.0 / 110) / 0.5;
+  REQUIRE(lr_factor(s, 99, 110) == Approx(w + (1 - w) * 0.1));
+  REQUIRE(lr_factor(s, 105, 110) < lr_factor(s, 100, 110));
 }

@@ -141,6 +141,7 @@ struct ModelBuffers {
   int32_t *tokens = nullptr, *targets = nullptr, *doc_ids = nullptr;
   int32_t *emb_ids = nullptr, *emb_offsets = nullptr, *emb_positions = nullptr;
   bf16 *emb = nullptr, *x0 = nullptr, *x_final = nullptr, *hf = nullptr, *logits = nullptr;
+  bf16* x_backout = nullptr;  // model.backout_layer: the final norm's input
   bf16* smeared = nullptr;       // the smear's output (model.smear_gate_dims; null without): the embedding norm's input
   float* smear_gates = nullptr;  // its gates (N)
   float *embn_mean = nullptr, *embn_rstd = nullptr, *nf_mean = nullptr, *nf_rstd = nullptr;
@@ -186,6 +187,16 @@ struct ModelBuffers {
   float* g(size_t o) const { return o == npos ? nullptr : grads + o; }
 
   bool smear() const { return cfg.smear_gate_dims > 0; }
+  // Backout's coefficient on the state after block model.backout_layer: -lambda.
+  MixCoef backout_coef() const { return MixCoef{p32(offsets.backout_lambda), 0.0f, -1.0f, false}; }
+  // The final norm's input: x_final, or with backout x_final - lambda * x_b (written to x_backout).
+  // n = tokens x d_model of the forward.
+  const bf16* final_norm_input(size_t n, cudaStream_t s) {
+    if (cfg.backout_layer < 0) return x_final;
+    gpu::mix_forward(x_backout, x_final, acts[cfg.backout_layer + 1].x_in, MixCoef::constant(1.0f), backout_coef(), n,
+                     s);
+    return x_backout;
+  }
   // The U-net skip's coefficient in block l: w or sigmoid(w) (model.unet_skip_gate), w = skip_weights[l - L/2].
   MixCoef skip_coef(int l) const {
     const float* w = p32(offsets.skip_w) + (l - L / 2);
@@ -297,6 +308,7 @@ struct ModelBuffers {
       }
     }
     x_final = a.take<bf16>(NC);
+    x_backout = cfg.backout_layer >= 0 ? a.take<bf16>(NC) : nullptr;
     hf = a.take<bf16>(NC);
     nf_rstd = a.take<float>(N);
     nf_mean = layernorm ? a.take<float>(N) : nullptr;
@@ -323,6 +335,7 @@ struct ModelBuffers {
     dskip.assign(L + 1, nullptr);
     for (int l = 0; l < L; ++l)
       if (int src = cfg.unet_skip_source(l); src >= 0) dskip[src] = a.take<bf16>(NC);
+    if (cfg.backout_layer >= 0 && !dskip[cfg.backout_layer + 1]) dskip[cfg.backout_layer + 1] = a.take<bf16>(NC);
     const size_t rows = std::max<size_t>(N, N * H);
     norm_scratch = a.take<float>(std::max(gpu::norm_backward_scratch_floats(static_cast<int>(rows), std::max(C, D)),
                                           gpu::norm_backward_scratch_floats(static_cast<int>(N), C)));
@@ -646,7 +659,7 @@ double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, in
     }
   }
 
-  m.norm_forward(m.hf, m.nf_mean, m.nf_rstd, m.x_final, m.offsets.normf_w, m.offsets.normf_b, N);
+  m.norm_forward(m.hf, m.nf_mean, m.nf_rstd, m.final_norm_input(static_cast<size_t>(N) * m.C, s), m.offsets.normf_w, m.offsets.normf_b, N);
   m.matmul.forward(m.logits, m.hf, m.pb(m.offsets.head), nullptr, N, m.C, m.Vp, s);
   if (!targets) {
     CUDA_CHECK(cudaStreamSynchronize(s));
@@ -675,7 +688,9 @@ void GptCuda::backward(float loss_scale) {
   gpu::softcap_ce_backward(dlogits, m.logits, m.lse, m.targets, loss_scale, N, m.Vp, m.V_softmax,
                            static_cast<float>(m.cfg.logit_softcap), s);
   m.matmul.backward(m.dhf, m.g(m.offsets.head), nullptr, dlogits, m.hf, m.pb(m.offsets.head), N, m.C, m.Vp, false, s);
-  m.norm_backward(m.dres, m.dhf, m.x_final, m.offsets.normf_w, m.offsets.normf_b, m.nf_mean, m.nf_rstd, N, false);
+  const bool backout = m.cfg.backout_layer >= 0;
+  m.norm_backward(m.dres, m.dhf, backout ? m.x_backout : m.x_final, m.offsets.normf_w, m.offsets.normf_b, m.nf_mean,
+                  m.nf_rstd, N, false);
 
   const bf16* x_emb = m.smear() ? m.smeared : m.emb;  // the embedding norm's input
   const bf16* x0 = m.cfg.embed_norm ? m.x0 : x_emb;
@@ -683,6 +698,12 @@ void GptCuda::backward(float loss_scale) {
   if (m.dv_first) CUDA_CHECK(cudaMemsetAsync(m.dv_first, 0, NC * sizeof(bf16), s));
   for (bf16* d : m.dskip)
     if (d) CUDA_CHECK(cudaMemsetAsync(d, 0, NC * sizeof(bf16), s));
+  if (backout) {  // x_backout = x_final - lambda * x_b: boundary b + 1 gets -lambda * dres, x_final dres as it is
+    const int boundary = m.cfg.backout_layer + 1;
+    gpu::mix_backward(nullptr, m.dskip[boundary], nullptr, m.g(m.offsets.backout_lambda), m.dres, m.x_final,
+                      m.acts[boundary].x_in, MixCoef::constant(1.0f), m.backout_coef(), NC, false, false,
+                      m.mix_scratch, s);
+  }
 
   for (int l = m.L - 1; l >= 0; --l) {
     const BlockParamOffsets& ly = m.offsets.blocks[l];

@@ -41,12 +41,11 @@ void print_attention_windows(const Config& cfg) {
   const WindowStagesConfig& st = cfg.schedule.window_stages;
   if (st.enabled()) {  // one line per window the run uses: first step, windows, scale
     const std::vector<double> base = attention_settings_at(m, cfg.schedule, 0, steps).rope_freqs;
-    int previous = -1;
-    for (int step = 0; step <= steps; ++step) {
-      const int w = stage_window_at(cfg.schedule, step, steps);
-      if (w == previous) continue;
-      previous = w;
+    std::vector<int> previous;
+    for (int step = 0; step <= steps; ++step) {  // each change of windows, and the final evaluation
       const AttentionSettings a = attention_settings_at(m, cfg.schedule, step, steps);
+      if (a.windows == previous && step < steps) continue;
+      previous = a.windows;
       std::string yarn;  // how much YaRN has slowed the slowest rotating pair so far
       for (size_t i = base.size(); st.yarn && i-- > 0;)
         if (base[i] > 0) {
