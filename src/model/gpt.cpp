@@ -30,6 +30,8 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch, int max_seq_len)
   Vp_ = cfg.padded_vocab_size;
   V_softmax_ = cfg.softmax_vocab();
   MUONGPT_CHECK(max_seq_len <= cfg.max_seq_len || cfg.pos_embedding != "learned");
+  if (cfg.backout_layer < -1 || cfg.backout_layer > cfg.n_layer - 2)
+    fail("Gpt: model.backout_layer = ", cfg.backout_layer, " is outside [-1, n_layer - 2 = ", cfg.n_layer - 2, "]");
 
   params_.assign(table_.total(), T(0));
   grads_.assign(table_.total(), T(0));

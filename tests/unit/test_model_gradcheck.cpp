@@ -186,11 +186,13 @@ TEST_CASE("model loss is the mean per-token cross-entropy of the logits", "[mode
       REQUIRE(model.logits()[t * cfg.padded_vocab_size + j] == logits[t * cfg.padded_vocab_size + j]);
 }
 
-TEST_CASE("out-of-vocabulary tokens are rejected with a clear error", "[model]") {
+TEST_CASE("out-of-vocabulary tokens and a backout of the last block are rejected with a clear error", "[model]") {
   ModelConfig cfg = all_features_model();
   Gpt<float> model(cfg, 1, 4);
   std::vector<int32_t> tokens = {1, 2, 29, 3};
   require_error([&] { model.forward(tokens.data(), nullptr, 1, 4); }, {"token id 29", "position 2"});
+  cfg.backout_layer = cfg.n_layer - 1;  // a model built without validate_config still refuses it
+  require_error([&] { Gpt<float> bad(cfg, 1, 4); }, {"model.backout_layer", "outside"});
 }
 
 TEST_CASE("document masks and windows cut the dependence on earlier tokens", "[model]") {

@@ -179,6 +179,8 @@ struct ModelBuffers {
       fail("GptCuda: model.attn_gate_dims = ", cfg.attn_gate_dims, " is outside [0, d_model = ", C, "]");
     if (cfg.smear_gate_dims < 0 || cfg.smear_gate_dims > C)
       fail("GptCuda: model.smear_gate_dims = ", cfg.smear_gate_dims, " is outside [0, d_model = ", C, "]");
+    if (cfg.backout_layer < -1 || cfg.backout_layer > cfg.n_layer - 2)
+      fail("GptCuda: model.backout_layer = ", cfg.backout_layer, " is outside [-1, n_layer - 2 = ", cfg.n_layer - 2, "]");
     offsets = param_offsets(table, cfg);
   }
 
@@ -659,7 +661,8 @@ double GptCuda::forward(const int32_t* tokens, const int32_t* targets, int B, in
     }
   }
 
-  m.norm_forward(m.hf, m.nf_mean, m.nf_rstd, m.final_norm_input(static_cast<size_t>(N) * m.C, s), m.offsets.normf_w, m.offsets.normf_b, N);
+  const bf16* x_last = m.final_norm_input(static_cast<size_t>(N) * m.C, s);
+  m.norm_forward(m.hf, m.nf_mean, m.nf_rstd, x_last, m.offsets.normf_w, m.offsets.normf_b, N);
   m.matmul.forward(m.logits, m.hf, m.pb(m.offsets.head), nullptr, N, m.C, m.Vp, s);
   if (!targets) {
     CUDA_CHECK(cudaStreamSynchronize(s));
