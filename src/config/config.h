@@ -93,9 +93,11 @@ struct ModelConfig {
   int head_dim() const { return d_model / n_head; }
   // Sliding-window size of layer l in tokens (0 = full causal).
   // window_counts "previous" adds the query's own token (FlashAttention's window_size = (w, 0)).
-  int window(int layer) const {
-    if (attn_window.empty()) return 0;
-    const int w = attn_window.size() == 1 ? attn_window[0] : attn_window[static_cast<size_t>(layer)];
+  int window(int layer) const { return window_in(attn_window, layer); }
+  // The same for per-layer windows `windows` given as model.attn_window.
+  int window_in(const std::vector<int>& windows, int layer) const {
+    if (windows.empty()) return 0;
+    const int w = windows.size() == 1 ? windows[0] : windows[static_cast<size_t>(layer)];
     return w > 0 && window_counts == "previous" ? w + 1 : w;
   }
   double softmax_scale() const;

@@ -286,12 +286,10 @@ bool ModelConfig::has_attention(int layer) const {
 }
 
 long long ModelConfig::lookback_tokens(const std::vector<int>& windows) const {
-  ModelConfig with = *this;
-  with.attn_window = windows;
   long long total = smear_gate_dims > 0 ? 1 : 0;
   for (int l = 0; l < n_layer; ++l) {
     if (!has_attention(l)) continue;
-    const int keys = with.window(l);
+    const int keys = window_in(windows, l);
     if (keys <= 0) return -1;
     total += keys - 1;
   }

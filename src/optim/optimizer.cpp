@@ -367,12 +367,12 @@ void Optimizer<T>::step(T* params, const T* grads, int step) {
       const size_t n = s.hi - s.lo;
       if (n == 0) continue;
       const T* g_used = grad + s.lo;
+      const long t = adamw_step_count(g, step);
       if (g.update_every > 1) {  // sum this step's gradient; update on every k-th step only
         for (size_t i = 0; i < n; ++i) s.gsum[i] += grad[s.lo + i];
-        if ((step + 1) % g.update_every != 0) continue;
+        if (t == 0) continue;
         g_used = s.gsum.data();
       }
-      const long t = (static_cast<long>(step) + 1) / g.update_every;
       cpu::adamw_update(w + s.lo, s.m.data(), s.v.data(), g_used, n, lrs[gi], g.betas[0], g.betas[1], g.eps,
                         g.weight_decay, t);
       if (g.update_every > 1) std::fill(s.gsum.begin(), s.gsum.end(), T(0));

@@ -33,6 +33,11 @@ double lr_factor(const ScheduleConfig& s, int step, int total_steps) {
   return 1.0 + (final_frac - 1.0) * p;  // linear
 }
 
+long adamw_step_count(const OptimGroupConfig& g, int step) {
+  const long done = static_cast<long>(step) + 1;  // steps completed after this one
+  return done % g.update_every == 0 ? done / g.update_every : 0;
+}
+
 double muon_momentum_at(const OptimGroupConfig& g, int step, int total_steps) {
   const int cooldown_from = total_steps - g.momentum_cooldown_steps;
   if (g.momentum_cooldown_steps > 0 && step > cooldown_from) {

@@ -42,6 +42,10 @@ namespace muongpt {
 // schedule.extension_steps, which run at the schedules' final values.
 int scheduled_steps(const ScheduleConfig& schedule, int total_steps);
 double lr_factor(const ScheduleConfig& schedule, int step, int total_steps);
+// AdamW update_every k: the group updates at steps k-1, 2k-1, ... with the
+// gradients summed since its last update. Adam's step count t at `step`, or 0
+// when the group only sums its gradient at that step.
+long adamw_step_count(const OptimGroupConfig& group, int step);
 // Muon momentum at `step` of total_steps: the warmup from momentum_warmup_start,
 // then `momentum`, then the cooldown over the last momentum_cooldown_steps.
 double muon_momentum_at(const OptimGroupConfig& group, int step, int total_steps);

@@ -67,7 +67,7 @@ Trainer::Trainer(const Config& cfg, const std::string& source, Comm& comm, const
     val_ = std::make_unique<ValSet>(cfg.data.val_pattern, "data.val_pattern", cfg.data.val_tokens, cfg.val_seq_len(),
                                     cfg.model.vocab_size);
     for (int at : {0, cfg.train.steps})  // windows only grow: the first and the final evaluation bound them
-      val_chunking(cfg, attention_settings_at(cfg.model, cfg.schedule, at, cfg.train.steps).windows);
+      val_chunking(cfg, attention_windows_at(cfg.model, cfg.schedule, at, cfg.train.steps));
   }
 }
 
@@ -180,7 +180,7 @@ double Trainer::evaluate() {
   if (!val_) return NAN;
   apply_attention_schedule();  // the windows (scale, RoPE) of the step the model has reached
   const auto [first, count] = val_->rank_range(comm_.rank(), comm_.world());
-  const auto windows = attention_settings_at(cfg_.model, cfg_.schedule, step_, cfg_.train.steps).windows;
+  const auto windows = attention_windows_at(cfg_.model, cfg_.schedule, step_, cfg_.train.steps);
   double sum = val_->loss_sum(first, count, cfg_.batch.micro_batch, val_chunking(cfg_, windows),
                               [&](const int32_t* inputs, const int32_t* targets, const int32_t* doc_ids, int n,
                                   int len, std::vector<float>& losses) {

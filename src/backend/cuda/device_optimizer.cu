@@ -425,15 +425,15 @@ void DeviceOptimizer::step(float* params, void* params_bf16, const float* grads,
   for (const Impl::AdamRun& r : m.adam_runs) {
     const OptimGroupConfig& g = m.optim.groups[r.group];
     const float* g_used = grads + r.w_off;
+    const long t = adamw_step_count(g, step);
     if (g.update_every > 1) {  // sum this step's gradient; update on every k-th step only (as the host optimizer)
       float* sum = m.adam_gsum + r.s_off;
       gpu::add_into(sum, g_used, r.n, m.stream);
-      if ((step + 1) % g.update_every != 0) continue;
+      if (t == 0) continue;
       g_used = sum;
     }
     gpu::adamw_update(params + r.w_off, w16 ? w16 + r.w_off : nullptr, m.adam_m + r.s_off, m.adam_v + r.s_off,
-                      g_used, r.n, g.lr * factor, g.betas[0], g.betas[1], g.eps, g.weight_decay,
-                      (static_cast<long>(step) + 1) / g.update_every, m.stream);
+                      g_used, r.n, g.lr * factor, g.betas[0], g.betas[1], g.eps, g.weight_decay, t, m.stream);
     if (g.update_every > 1) CUDA_CHECK(cudaMemsetAsync(m.adam_gsum + r.s_off, 0, sizeof(float) * r.n, m.stream));
   }
   m.event(2);

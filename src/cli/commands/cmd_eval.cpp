@@ -31,7 +31,7 @@ void register_eval(CLI::App& app) {
     if (tokens < 1) fail("--tokens ", tokens, ": need at least one token");
     ValSet val(pattern, o->data.empty() ? "data.val_pattern" : "--data", tokens, cfg.val_seq_len(),
                cfg.model.vocab_size);
-    const auto windows = attention_settings_at(cfg.model, cfg.schedule, lm.step, cfg.train.steps).windows;
+    const auto windows = attention_windows_at(cfg.model, cfg.schedule, lm.step, cfg.train.steps);
     const double sum = val.loss_sum(0, val.num_sequences(), cfg.batch.micro_batch, val_chunking(cfg, windows),
                                     [&](const int32_t* inputs, const int32_t* targets, const int32_t* doc_ids, int n,
                                         int len, std::vector<float>& losses) {

@@ -81,7 +81,7 @@ void print_validation(const Config& cfg) {
     std::printf("\n");
     return;
   }
-  const auto windows = attention_settings_at(cfg.model, cfg.schedule, cfg.train.steps, cfg.train.steps).windows;
+  const auto windows = attention_windows_at(cfg.model, cfg.schedule, cfg.train.steps, cfg.train.steps);
   const ValSet::Chunking plan = val_chunking(cfg, windows);
   long long forward_tokens = 0;
   for (long long i = 0; i < sequences; ++i) {
