@@ -125,14 +125,15 @@ CONFIGS = {
     },
 }
 
-CONFIGS["late_records"] = {  # records #28-#40: attention gate, MLP-free block, FlashAttention windows in
+CONFIGS["late_records"] = {  # records #28-#45: attention gate, MLP-free block, FlashAttention windows in
     # stages with a scale and YaRN, sigmoid-gated U-net skips, per-layer final windows, smear, a skipped
-    # block, fewer skips, extension steps, backout from the state that is also a U-net skip's source
+    # block, chosen skips (not contiguous), extension steps, backout from the state that is also a U-net
+    # skip's source
     "model": dict(CONFIGS["value_embeds"]["model"], **{
         "n_layer": 5, "n_head": 2, "d_model": 24, "mlp_hidden": 20, "value_embed_layers": [0, 1, -1, -1, 0],
         "attention_free_layers": [3], "mlp_free_layers": [0], "attn_gate_dims": 5,
         "attn_window": [8, 4, 4, 4, 8], "window_block": 0, "window_counts": "previous", "attn_scale": 0.3,
-        "unet_skip_gate": "sigmoid", "smear_gate_dims": 4, "n_layer": 6, "unet_skip_blocks": 2,
+        "unet_skip_gate": "sigmoid", "smear_gate_dims": 4, "n_layer": 6, "unet_skip_layers": [3, 5],
         "value_embed_layers": [-1, 0, 1, -1, 0, 1], "attention_free_layers": [0, 3], "mlp_free_layers": [0, 1],
         "attn_window": [8, 8, 4, 4, 8, 4], "backout_layer": 2,
     }),
@@ -368,6 +369,14 @@ def forward(P, m, tokens, doc_ids=None, att=None):
         y = y.reshape(B, T, C)
         return m["attn_residual_scale"] * F.linear(y, P[b + "attn.proj.weight"], P.get(b + "attn.proj.bias"))
     backout = m.get("backout_layer", -1)
+
+    def takes_unet_skip(m, l):
+        if not m["unet_skips"] or not enc <= l < L:
+            return False
+        if m.get("unet_skip_layers"):  # record #45: only the listed decoder blocks
+            return l in m["unet_skip_layers"]
+        return l < enc + (m.get("unet_skip_blocks") or enc)
+
     for l in range(L):
         b = f"blocks.{l}."
         if l == backout + 1:  # record #40: the residual stream after block backout_layer
@@ -376,7 +385,7 @@ def forward(P, m, tokens, doc_ids=None, att=None):
             if m["unet_skips"] and l < enc:
                 skips.append(x)
             continue
-        if m["unet_skips"] and enc <= l < enc + (m.get("unet_skip_blocks") or enc):
+        if takes_unet_skip(m, l):
             i = l - enc  # decoder i adds the output of encoder block enc-1-i (a stack, as in the speedrun)
             w = P["skip_weights"][i]
             x = x + (torch.sigmoid(w) if m.get("unet_skip_gate", "none") == "sigmoid" else w) * skips[enc - 1 - i]

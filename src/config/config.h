@@ -29,6 +29,7 @@ struct InitConfig {
   bool zero_head = false;          // zero-init an untied lm_head
   double skip_weight = 1.0;        // initial U-net skip weights
   double backout_lambda = 0.5;     // initial backout coefficient (model.backout_layer)
+  std::vector<double> x0_lambdas = {1.0, 0.0};  // initial (l0, l1) of the x0 shortcut
 
   template <class V>
   void visit(V& v) {
@@ -41,6 +42,9 @@ struct InitConfig {
     v("zero_head", zero_head, "zero-initialise the lm_head (untied only)");
     v("skip_weight", skip_weight, "initial value of the U-net skip weights (record #32 on: -1.5 under a sigmoid gate)");
     v("backout_lambda", backout_lambda, "initial value of backout.lambda (model.backout_layer; record #40: 0.5)");
+    v("x0_lambdas", x0_lambdas,
+      "initial [l0, l1] of every block's x0 shortcut x = l0*x + l1*x0 (blocks.*.x0_lambdas; record #45 on: "
+      "[1.1, 0.0])");
   }
 };
 
@@ -77,6 +81,7 @@ struct ModelConfig {
   bool unet_skips = false;
   std::string unet_skip_gate = "none";
   int unet_skip_blocks = 0;  // decoder blocks that take a skip, from the middle; 0 = all n_layer/2
+  std::vector<int> unet_skip_layers;  // the decoder blocks that take a skip; [] = per unet_skip_blocks
   int smear_gate_dims = 0;  // smear the previous token's embedding in, gated from the first K channels; 0 = none
   std::vector<int> attention_free_layers;  // blocks with only the MLP
   std::vector<int> mlp_free_layers;        // blocks with only the attention
@@ -191,6 +196,10 @@ struct ModelConfig {
     v("unet_skip_blocks", unet_skip_blocks,
       "how many decoder blocks, from the middle on, add a skip (record #35: 5 of 6, the last block none); "
       "0 = all n_layer/2");
+    v("unet_skip_layers", unet_skip_layers,
+      "the decoder blocks (n_layer/2 <= l < n_layer) that add their U-net skip, each the state its mirror rule "
+      "gives (block n_layer/2 + i adds the output of block n_layer/2 - 1 - i, weight skip_weights[i]); [] = the "
+      "first unet_skip_blocks of them. Record #45 on: [7] (one skip, block 4's output into block 7)");
     v("unet_skip_gate", unet_skip_gate,
       "none = the skip is added times its weight w; sigmoid = times sigmoid(w) (record #32 on, init.skip_weight -1.5)",
       {"none", "sigmoid"});
@@ -266,16 +275,34 @@ struct DataConfig {
   }
 };
 
+// One stage of a batch-size schedule (batch.stages).
+struct BatchStageConfig {
+  long long global_tokens = 0;
+  int seq_len = 0;
+
+  template <class V>
+  void visit(V& v) {
+    v("global_tokens", global_tokens, "tokens per optimizer step over all ranks in this stage");
+    v("seq_len", seq_len, "tokens per sequence in this stage (at most batch.seq_len)");
+  }
+};
+
 struct BatchConfig {
   long long global_tokens = 8192;
   int micro_batch = 8;
   int seq_len = 128;
+  std::vector<BatchStageConfig> stages;
 
   template <class V>
   void visit(V& v) {
     v("global_tokens", global_tokens, "tokens per optimizer step over all ranks");
     v("micro_batch", micro_batch, "sequences per forward/backward on one rank");
     v("seq_len", seq_len, "tokens per sequence");
+    v("stages", stages,
+      "batch-size schedule (record #46): K stages [{global_tokens, seq_len}, ...]; step s < N = train.steps - "
+      "schedule.extension_steps trains with stage floor(K*s/N), the extension steps with global_tokens and "
+      "seq_len above, which also size the buffers (every stage's seq_len <= seq_len) and the validation chunks; "
+      "[] = one batch for every step");
   }
 };
 
@@ -375,6 +402,18 @@ struct WindowStagesConfig {
   std::vector<int> distinct_windows() const;
 };
 
+// A step change of the wsd schedule's peak (schedule.peak_changes).
+struct LrPeakChange {
+  double after = 0.0;
+  double peak = 1.0;
+
+  template <class V>
+  void visit(V& v) {
+    v("after", after, "the change applies from the first step with s/N > after (N = scheduled steps)");
+    v("peak", peak, "lr factor from then on, and where the cooldown starts from");
+  }
+};
+
 struct ScheduleConfig {
   std::string kind = "wsd";
   int warmup_steps = 0;
@@ -382,6 +421,7 @@ struct ScheduleConfig {
   std::string extension_lr = "hold";
   double cooldown_frac = 0.4;
   double final_lr_frac = 0.0;
+  std::vector<LrPeakChange> peak_changes;
   WindowWarmupConfig window_warmup;
   WindowStagesConfig window_stages;
 
@@ -399,6 +439,10 @@ struct ScheduleConfig {
       {"hold", "clamp", "continue"});
     v("cooldown_frac", cooldown_frac, "wsd: fraction of steps spent in the final linear cooldown");
     v("final_lr_frac", final_lr_frac, "lr factor reached at the last step (wsd, cosine, linear)");
+    v("peak_changes", peak_changes,
+      "wsd: the factor before the cooldown (1 by default) steps to peak once s/N > after, in increasing order of "
+      "after; the cooldown then runs from the current peak: factor = peak*w + (1 - w)*final_lr_frac, w = (1 - "
+      "s/N)/cooldown_frac (record #46: [{0.33, 1.51}, {0.66, 1.93}], (batch ratio)^0.6 with batch.stages)");
     v("window_warmup", window_warmup,
       "attention windows growing over training (record #13 on): w = start + min(step/steps,1)*(W - start), "
       "rounded to a multiple (see rounding), for each layer's model.attn_window W > 0");

@@ -206,7 +206,12 @@ class DocWriter {
     const std::string path = path_.empty() ? key : path_ + "." + key;
     if constexpr (IsVector<T>::value && requires(typename T::value_type& e, DocWriter& d) { e.visit(d); }) {
       using Element = typename T::value_type;
-      for (Element example : Element::doc_variants()) {
+      std::vector<Element> examples;
+      if constexpr (requires { Element::doc_variants(); })
+        examples = Element::doc_variants();  // one row set per variant (optim.groups: adamw, muon)
+      else
+        examples = {Element{}};
+      for (Element example : examples) {
         DocWriter nested(path + "[]", rows_, emitted_);
         example.visit(nested);
       }
@@ -305,7 +310,12 @@ int ModelConfig::value_embed_table(int layer) const {
 int ModelConfig::unet_skip_source(int layer) const {
   if (!unet_skips || is_skipped(layer)) return -1;
   const int enc = n_layer / 2, i = layer - enc;  // i: decoder index
-  if (i < 0 || i >= (unet_skip_blocks > 0 ? unet_skip_blocks : enc)) return -1;
+  if (i < 0 || i >= enc) return -1;
+  if (!unet_skip_layers.empty()) {
+    if (std::find(unet_skip_layers.begin(), unet_skip_layers.end(), layer) == unet_skip_layers.end()) return -1;
+  } else if (unet_skip_blocks > 0 && i >= unet_skip_blocks) {
+    return -1;
+  }
   return enc - i;
 }
 
@@ -480,6 +490,25 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
   if (m.unet_skip_blocks < 0 || m.unet_skip_blocks > m.n_layer / 2)
     invalid(source, "model.unet_skip_blocks",
             str(m.unet_skip_blocks, " is outside [0, n_layer/2 = ", m.n_layer / 2, "] (0 = every decoder block)"));
+  if (!m.unet_skip_layers.empty() && !m.unet_skips)
+    invalid(source, "model.unet_skip_layers", "selects U-net skips, but model.unet_skips is off");
+  if (!m.unet_skip_layers.empty() && m.unet_skip_blocks != 0)
+    invalid(source, "model.unet_skip_layers",
+            str("and model.unet_skip_blocks = ", m.unet_skip_blocks, " both choose the skips; set one of them"));
+  for (size_t i = 0; i < m.unet_skip_layers.size(); ++i) {
+    const int l = m.unet_skip_layers[i];
+    const std::string key = str("model.unet_skip_layers[", i, "]");
+    if (l < m.n_layer / 2 || l >= m.n_layer)
+      invalid(source, key,
+              str(l, " is not a decoder block in [n_layer/2 = ", m.n_layer / 2, ", n_layer = ", m.n_layer, ")"));
+    if (std::count(m.unet_skip_layers.begin(), m.unet_skip_layers.end(), l) > 1)
+      invalid(source, key, str(l, " is listed twice"));
+    if (m.is_skipped(l))
+      invalid(source, key, str("block ", l, " is skipped whole (attention- and MLP-free), so it takes no skip"));
+  }
+  if (m.init.x0_lambdas.size() != 2)
+    invalid(source, "model.init.x0_lambdas",
+            str("has ", m.init.x0_lambdas.size(), " entries; give two, [l0, l1] of x = l0*x + l1*x0"));
   if (m.unet_skip_gate != "none" && !m.unet_skips)
     invalid(source, "model.unet_skip_gate", "gates the U-net skips, but model.unet_skips is off");
   if (m.attn_gate_dims < 0 || m.attn_gate_dims > m.d_model)
@@ -543,6 +572,18 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
     invalid(source, "batch.global_tokens",
             str(b.global_tokens, " is not divisible by micro_batch*seq_len*world_size = ", b.micro_batch, "*",
                 b.seq_len, "*", world_size, " = ", per_micro));
+  for (size_t i = 0; i < b.stages.size(); ++i) {
+    const BatchStageConfig& st = b.stages[i];
+    const std::string key = str("batch.stages[", i, "]");
+    if (st.seq_len <= 0 || st.seq_len > b.seq_len)
+      invalid(source, key + ".seq_len",
+              str(st.seq_len, " is outside [1, batch.seq_len = ", b.seq_len, "] (batch.seq_len sizes the buffers)"));
+    const long long stage_micro = static_cast<long long>(b.micro_batch) * st.seq_len * world_size;
+    if (st.global_tokens <= 0 || st.global_tokens % stage_micro != 0)
+      invalid(source, key + ".global_tokens",
+              str(st.global_tokens, " is not a positive multiple of micro_batch*seq_len*world_size = ", b.micro_batch,
+                  "*", st.seq_len, "*", world_size, " = ", stage_micro));
+  }
   if (cfg.data.max_doc_len < 0) invalid(source, "data.max_doc_len", "must be >= 0 (0 = no limit)");
   if (cfg.data.max_doc_len > 0 && !cfg.data.bos_aligned)
     invalid(source, "data.max_doc_len", "only applies with data.bos_aligned = true");
@@ -571,6 +612,17 @@ void validate_config(const Config& cfg, const std::string& source, int world_siz
   if (s.cooldown_frac < 0 || s.cooldown_frac > 1)
     invalid(source, "schedule.cooldown_frac", str(s.cooldown_frac, " is outside [0, 1]"));
   if (s.final_lr_frac < 0) invalid(source, "schedule.final_lr_frac", "must be >= 0");
+  if (!s.peak_changes.empty() && s.kind != "wsd")
+    invalid(source, "schedule.peak_changes", str("steps the wsd schedule's peak; schedule.kind is ", s.kind));
+  for (size_t i = 0; i < s.peak_changes.size(); ++i) {
+    const LrPeakChange& c = s.peak_changes[i];
+    const std::string key = str("schedule.peak_changes[", i, "]");
+    if (c.after < 0 || c.after >= 1) invalid(source, key + ".after", str(c.after, " is outside [0, 1)"));
+    if (i > 0 && c.after <= s.peak_changes[i - 1].after)
+      invalid(source, key + ".after",
+              str(c.after, " is not after the previous change's ", s.peak_changes[i - 1].after, " (list them in order)"));
+    if (c.peak <= 0) invalid(source, key + ".peak", str(c.peak, " must be positive"));
+  }
   const WindowWarmupConfig& ww = s.window_warmup;
   if (ww.start < 0) invalid(source, "schedule.window_warmup.start", "must be >= 0 (0 = no warmup)");
   if (ww.steps < 0) invalid(source, "schedule.window_warmup.steps", "must be >= 0 (0 = train.steps)");

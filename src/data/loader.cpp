@@ -20,8 +20,13 @@ void document_ids(const int32_t* tokens, int n_seq, int seq_len, int32_t* doc_id
 }
 
 TrainLoader::TrainLoader(const std::string& pattern, const std::string& key, const BatchGeometry& geometry,
-                         int vocab_size, const Packing& packing)
-    : files_(glob_files(pattern)), key_(key), geo_(geometry), packing_(packing), vocab_size_(vocab_size) {
+                         int vocab_size, const Packing& packing, GeometryAt geometry_at)
+    : files_(glob_files(pattern)),
+      key_(key),
+      geo_(geometry),
+      geometry_at_(std::move(geometry_at)),
+      packing_(packing),
+      vocab_size_(vocab_size) {
   if (files_.empty()) fail(key_, ": no files match \"", pattern, "\"");
   // Validate every shard's header up front: a foreign file fails now, not hours in.
   bool any_fits = false;
@@ -46,8 +51,9 @@ const Shard& TrainLoader::shard(int index) {
 
 void TrainLoader::skip_to_fitting_shard() {
   // Move forward (wrapping) until the global batch at pos_ fits in its shard.
+  const int64_t need = geometry().global_tokens() + 1;
   for (size_t tries = 0; tries <= files_.size(); ++tries) {
-    if (pos_.offset + geo_.global_tokens() + 1 <= sizes_[pos_.shard]) return;
+    if (pos_.offset + need <= sizes_[pos_.shard]) return;
     pos_.offset = 0;
     pos_.shard += 1;
     if (pos_.shard == static_cast<int>(files_.size())) {
@@ -74,14 +80,16 @@ StepBatch TrainLoader::next() {
 
 void TrainLoader::next(StepBatch& batch) {
   if (packing_.bos_aligned) return next_bos_aligned(batch);
+  const BatchGeometry geo = geometry();
   batch.position = pos_;
+  batch.geometry = geo;
   const Shard& s = shard(pos_.shard);
-  const int B = geo_.micro_batch, T = geo_.seq_len;
+  const int B = geo.micro_batch, T = geo.seq_len;
   const size_t per_micro = static_cast<size_t>(B) * T;
-  batch.inputs.resize(per_micro * geo_.grad_accum);
-  batch.targets.resize(per_micro * geo_.grad_accum);
-  for (int m = 0; m < geo_.grad_accum; ++m) {
-    const int64_t start = pos_.offset + static_cast<int64_t>(m * geo_.world + geo_.rank) * B * T;
+  batch.inputs.resize(per_micro * geo.grad_accum);
+  batch.targets.resize(per_micro * geo.grad_accum);
+  for (int m = 0; m < geo.grad_accum; ++m) {
+    const int64_t start = pos_.offset + static_cast<int64_t>(m * geo.world + geo.rank) * B * T;
     const uint16_t* src = s.tokens() + start;
     int32_t* in = batch.inputs.data() + m * per_micro;
     int32_t* tg = batch.targets.data() + m * per_micro;
@@ -90,21 +98,22 @@ void TrainLoader::next(StepBatch& batch) {
       tg[i] = src[i + 1];
     }
   }
-  pos_.offset += geo_.global_tokens();
+  pos_.offset += geo.global_tokens();
+  pos_.step += 1;
   skip_to_fitting_shard();
   batch.doc_ids.resize(batch.inputs.size());
-  document_ids(batch.inputs.data(), geo_.grad_accum * B, T, batch.doc_ids.data());
+  document_ids(batch.inputs.data(), geo.grad_accum * B, T, batch.doc_ids.data());
 }
 
-int64_t TrainLoader::pack_step(int index, int64_t offset, std::vector<uint16_t>& packed) {
+int64_t TrainLoader::pack_step(const BatchGeometry& geo, int index, int64_t offset, std::vector<uint16_t>& packed) {
   const Shard& s = shard(index);
   const int64_t n = static_cast<int64_t>(s.size());
   const uint16_t* tok = s.tokens();
-  const size_t row = static_cast<size_t>(geo_.seq_len) + 1;
+  const size_t row = static_cast<size_t>(geo.seq_len) + 1;
   const int64_t max_doc = packing_.max_doc_len > 0 ? packing_.max_doc_len : std::numeric_limits<int64_t>::max();
-  packed.assign(static_cast<size_t>(geo_.global_sequences()) * row, 0);
+  packed.assign(static_cast<size_t>(geo.global_sequences()) * row, 0);
   int64_t pos = offset;
-  for (int64_t seq = 0; seq < geo_.global_sequences(); ++seq) {
+  for (int64_t seq = 0; seq < geo.global_sequences(); ++seq) {
     while (pos < n && tok[pos] != kEndOfText) ++pos;  // the next document start
     if (pos >= n) return -1;
     uint16_t* out = packed.data() + static_cast<size_t>(seq) * row;
@@ -126,17 +135,19 @@ int64_t TrainLoader::pack_step(int index, int64_t offset, std::vector<uint16_t>&
 
 void TrainLoader::next_bos_aligned(StepBatch& batch) {
   std::vector<uint16_t> packed;
+  const BatchGeometry geo = geometry();
   for (size_t tries = 0; tries <= files_.size(); ++tries) {
-    const int64_t after = pack_step(pos_.shard, pos_.offset, packed);
+    const int64_t after = pack_step(geo, pos_.shard, pos_.offset, packed);
     if (after >= 0) {
       batch.position = pos_;
-      const int B = geo_.micro_batch, T = geo_.seq_len;
+      batch.geometry = geo;
+      const int B = geo.micro_batch, T = geo.seq_len;
       const size_t per_micro = static_cast<size_t>(B) * T, row = static_cast<size_t>(T) + 1;
-      batch.inputs.resize(per_micro * geo_.grad_accum);
-      batch.targets.resize(per_micro * geo_.grad_accum);
-      for (int m = 0; m < geo_.grad_accum; ++m)
+      batch.inputs.resize(per_micro * geo.grad_accum);
+      batch.targets.resize(per_micro * geo.grad_accum);
+      for (int m = 0; m < geo.grad_accum; ++m)
         for (int b = 0; b < B; ++b) {
-          const size_t seq = static_cast<size_t>(m * geo_.world + geo_.rank) * B + b;
+          const size_t seq = static_cast<size_t>(m * geo.world + geo.rank) * B + b;
           const uint16_t* src = packed.data() + seq * row;
           int32_t* in = batch.inputs.data() + m * per_micro + static_cast<size_t>(b) * T;
           int32_t* tg = batch.targets.data() + m * per_micro + static_cast<size_t>(b) * T;
@@ -146,8 +157,9 @@ void TrainLoader::next_bos_aligned(StepBatch& batch) {
           }
         }
       batch.doc_ids.resize(batch.inputs.size());
-      document_ids(batch.inputs.data(), geo_.grad_accum * B, T, batch.doc_ids.data());
+      document_ids(batch.inputs.data(), geo.grad_accum * B, T, batch.doc_ids.data());
       pos_.offset = after;
+      pos_.step += 1;
       return;
     }
     // This shard cannot hold the step from here: the next one, from its start.
@@ -158,8 +170,8 @@ void TrainLoader::next_bos_aligned(StepBatch& batch) {
       pos_.epoch += 1;
     }
   }
-  fail(key_, ": no shard holds one BOS-aligned global batch of ", geo_.global_sequences(), " sequences of ",
-       geo_.seq_len, " tokens (data.bos_aligned); use more data or a smaller batch.global_tokens");
+  fail(key_, ": no shard holds one BOS-aligned global batch of ", geo.global_sequences(), " sequences of ",
+       geo.seq_len, " tokens (data.bos_aligned); use more data or a smaller batch.global_tokens");
 }
 
 // ---------------------------------------------------------------------------

@@ -9,7 +9,9 @@
 // one. After the step base advances by G; when the next global batch would
 // not fit, the loader moves to the next shard (wrapping to the first, which
 // starts a new epoch). The tokens of one step are therefore the same for any
-// split of G into world x grad_accum.
+// split of G into world x grad_accum. Under a batch-size schedule (GeometryAt,
+// batch.stages) step s's batch has the G and T of its stage, read from where
+// the previous step's ended.
 //
 // BOS-aligned packing (optional, Packing::bos_aligned): the step's
 // G / T sequences are built one after another from the shard, each starting
@@ -50,6 +52,7 @@ struct LoaderPosition {
   int shard = 0;        // index into the sorted shard list
   int64_t offset = 0;   // token offset of the next global batch in that shard
   int64_t epoch = 0;    // completed passes over all shards
+  int64_t step = 0;     // the optimizer step whose batch is read next (picks its geometry)
 };
 
 struct BatchGeometry {
@@ -61,6 +64,10 @@ struct BatchGeometry {
   int64_t global_tokens() const { return static_cast<int64_t>(grad_accum) * world * micro_batch * seq_len; }
   int64_t global_sequences() const { return static_cast<int64_t>(grad_accum) * world * micro_batch; }
 };
+
+// The geometry of step s's batch, for batch-size schedules (batch.stages);
+// empty = the loader's one geometry for every step.
+using GeometryAt = std::function<BatchGeometry(int64_t step)>;
 
 struct Packing {
   bool bos_aligned = false;  // every sequence starts at a document start
@@ -82,13 +89,17 @@ struct StepBatch {
   HostVector<int32_t> targets;
   HostVector<int32_t> doc_ids;  // document id per input token (see document_ids)
   LoaderPosition position;  // where this batch was read from
+  BatchGeometry geometry;   // its shape: grad_accum micro-batches of micro_batch x seq_len tokens
 };
 
 class TrainLoader {
  public:
   // `pattern` and `key` are for error messages (e.g. "data.train_pattern").
+  // With `geometry_at` each step's batch has the geometry it gives for the
+  // step (LoaderPosition::step); `geometry` is then the largest of them,
+  // which some shard must hold.
   TrainLoader(const std::string& pattern, const std::string& key, const BatchGeometry& geometry, int vocab_size,
-              const Packing& packing = {});
+              const Packing& packing = {}, GeometryAt geometry_at = {});
 
   // Reads the batch at the current position and advances past it; the
   // second form fills `out`, reusing its buffers.
@@ -101,17 +112,20 @@ class TrainLoader {
 
  private:
   const Shard& shard(int index);
+  // The geometry of the batch at pos_.
+  BatchGeometry geometry() const { return geometry_at_ ? geometry_at_(pos_.step) : geo_; }
   void skip_to_fitting_shard();
   // BOS-aligned mode: the step's sequences (global_sequences x (seq_len+1)
   // tokens) packed from shard `index` starting at `offset`; returns the
   // offset after them, or -1 when the shard ends first.
-  int64_t pack_step(int index, int64_t offset, std::vector<uint16_t>& packed);
+  int64_t pack_step(const BatchGeometry& geo, int index, int64_t offset, std::vector<uint16_t>& packed);
   void next_bos_aligned(StepBatch& batch);
 
   std::vector<std::string> files_;
   std::vector<int64_t> sizes_;  // tokens per shard
   std::string key_;
   BatchGeometry geo_;
+  GeometryAt geometry_at_;
   Packing packing_;
   int vocab_size_;
   LoaderPosition pos_;

@@ -86,7 +86,7 @@ ParamTable::ParamTable(const ModelConfig& m) {
   for (int l = 0; l < L; ++l) {
     const std::string b = str("blocks.", l, ".");
     if (m.has_attention(l)) add_attention(b, l);
-    if (m.has_x0_mix(l)) add(b + "x0_lambdas", {2}, ParamRole::Scalar, constant({1.0, 0.0}));
+    if (m.has_x0_mix(l)) add(b + "x0_lambdas", {2}, ParamRole::Scalar, constant(ini.x0_lambdas));
     if (!m.has_mlp(l)) continue;
     add_norm(b + "norm2");
     add(b + "mlp.fc.weight", {F, C}, ParamRole::Matrix, linear(C, false));

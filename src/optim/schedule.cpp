@@ -23,14 +23,32 @@ double lr_factor(const ScheduleConfig& s, int step, int total_steps) {
   if (s.kind == "wsd") {
     double x = static_cast<double>(step) / total_steps;
     if (s.extension_lr == "clamp") x = std::min(x, 0.9999);  // the speedrun's get_lr
-    if (s.cooldown_frac <= 0.0 || x < 1.0 - s.cooldown_frac) return 1.0;
+    double peak = 1.0;
+    for (const LrPeakChange& c : s.peak_changes)
+      if (x > c.after) peak = c.peak;
+    if (s.cooldown_frac <= 0.0 || x < 1.0 - s.cooldown_frac) return peak;
     const double w = (1.0 - x) / s.cooldown_frac;
-    return w + (1.0 - w) * final_frac;
+    return peak * w + (1.0 - w) * final_frac;
   }
   const int span = std::max(1, total_steps - s.warmup_steps);
   const double p = std::clamp(static_cast<double>(step - s.warmup_steps) / span, 0.0, 1.0);
   if (s.kind == "cosine") return final_frac + (1.0 - final_frac) * 0.5 * (1.0 + std::cos(M_PI * p));
   return 1.0 + (final_frac - 1.0) * p;  // linear
+}
+
+BatchShape batch_at(const BatchConfig& batch, const ScheduleConfig& schedule, int step, int total_steps) {
+  const int n = scheduled_steps(schedule, total_steps);
+  if (batch.stages.empty() || step >= n) return {batch.global_tokens, batch.seq_len};
+  const size_t k = batch.stages.size();
+  const size_t stage = std::min(k - 1, static_cast<size_t>(static_cast<double>(k) * (static_cast<double>(step) / n)));
+  return {batch.stages[stage].global_tokens, batch.stages[stage].seq_len};
+}
+
+long long tokens_before(const BatchConfig& batch, const ScheduleConfig& schedule, int step, int total_steps) {
+  if (batch.stages.empty()) return static_cast<long long>(step) * batch.global_tokens;
+  long long sum = 0;
+  for (int s = 0; s < step; ++s) sum += batch_at(batch, schedule, s, total_steps).global_tokens;
+  return sum;
 }
 
 long adamw_step_count(const OptimGroupConfig& g, int step) {

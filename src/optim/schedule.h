@@ -5,9 +5,11 @@
 //
 //   warmup:   step < warmup_steps: (step + 1) / warmup_steps
 //   constant: 1
-//   wsd:      x = step/steps; 1 while x < 1 - cooldown_frac, then
-//             w = (1 - x)/cooldown_frac, factor = w + (1 - w) * final_lr_frac
-//             (the speedrun's trapezoid; reaches final_lr_frac at step = steps)
+//   wsd:      x = step/steps; peak while x < 1 - cooldown_frac, then
+//             w = (1 - x)/cooldown_frac, factor = peak * w + (1 - w) * final_lr_frac
+//             (the speedrun's trapezoid; reaches final_lr_frac at step = steps);
+//             peak = 1, or that of the last peak_changes entry with x > after
+//             (record #46)
 //   cosine:   final + (1 - final) * 0.5 (1 + cos(pi p)), p = (step - warmup)/(steps - warmup)
 //   linear:   1 + (final - 1) * p
 // Muon momentum warmup: linear from momentum_warmup_start to momentum over
@@ -22,6 +24,8 @@
 // layers "proportional" (#20 on): only the largest window W_max follows g; with
 // n = its multiples, a layer with final window W gets multiple * max(1, floor(n W / W_max))
 // (#20's short windows: sliding_window_num_blocks // 2, at least the query's own block).
+// Batch stages (batch.stages, record #46): step s < N runs stage
+// floor(K * (s / N)), the extension steps batch.global_tokens / batch.seq_len.
 // Window stages (schedule.window_stages, records #29 on): step s < N (the
 // scheduled steps) runs stage k = floor(K * (s / (N + 1))), or with
 // stage_divisor "steps" floor(K * (s / N)) (the records' get_ws, in doubles as
@@ -42,6 +46,14 @@ namespace muongpt {
 // schedule.extension_steps, which run at the schedules' final values.
 int scheduled_steps(const ScheduleConfig& schedule, int total_steps);
 double lr_factor(const ScheduleConfig& schedule, int step, int total_steps);
+// The batch of step `step` (batch.stages; the batch itself without stages).
+struct BatchShape {
+  long long global_tokens = 0;
+  int seq_len = 0;
+};
+BatchShape batch_at(const BatchConfig& batch, const ScheduleConfig& schedule, int step, int total_steps);
+// Tokens trained on in steps 0 .. step - 1.
+long long tokens_before(const BatchConfig& batch, const ScheduleConfig& schedule, int step, int total_steps);
 // AdamW update_every k: the group updates at steps k-1, 2k-1, ... with the
 // gradients summed since its last update. Adam's step count t at `step`, or 0
 // when the group only sums its gradient at that step.

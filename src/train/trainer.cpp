@@ -27,14 +27,40 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-BatchGeometry make_geometry(const Config& cfg, const Comm& comm) {
+// The geometry of a global batch of `shape` on rank `rank` of `world`.
+BatchGeometry geometry_of(const BatchConfig& batch, int rank, int world, const BatchShape& shape) {
   BatchGeometry g;
-  g.micro_batch = cfg.batch.micro_batch;
-  g.seq_len = cfg.batch.seq_len;
-  g.rank = comm.rank();
-  g.world = comm.world();
-  g.grad_accum = static_cast<int>(cfg.batch.global_tokens / (static_cast<int64_t>(g.micro_batch) * g.seq_len * g.world));
+  g.micro_batch = batch.micro_batch;
+  g.seq_len = shape.seq_len;
+  g.rank = rank;
+  g.world = world;
+  g.grad_accum = static_cast<int>(shape.global_tokens / (static_cast<int64_t>(g.micro_batch) * g.seq_len * world));
   return g;
+}
+
+BatchGeometry make_geometry(const Config& cfg, const Comm& comm) {
+  return geometry_of(cfg.batch, comm.rank(), comm.world(), {cfg.batch.global_tokens, cfg.batch.seq_len});
+}
+
+// The train loader: with batch.stages each step's batch has its stage's
+// geometry, and the largest global batch must fit in a shard.
+std::unique_ptr<TrainLoader> make_train_loader(const Config& cfg, const Comm& comm) {
+  const Packing packing{cfg.data.bos_aligned, cfg.data.max_doc_len};
+  BatchGeometry largest = make_geometry(cfg, comm);
+  if (cfg.batch.stages.empty())
+    return std::make_unique<TrainLoader>(cfg.data.train_pattern, "data.train_pattern", largest, cfg.model.vocab_size,
+                                         packing);
+  for (const BatchStageConfig& st : cfg.batch.stages) {
+    const BatchGeometry g = geometry_of(cfg.batch, comm.rank(), comm.world(), {st.global_tokens, st.seq_len});
+    if (g.global_tokens() > largest.global_tokens()) largest = g;
+  }
+  GeometryAt geometry_at = [batch = cfg.batch, schedule = cfg.schedule, steps = cfg.train.steps, rank = comm.rank(),
+                            world = comm.world()](int64_t step) {
+    const int s = static_cast<int>(std::min<int64_t>(step, steps));
+    return geometry_of(batch, rank, world, batch_at(batch, schedule, s, steps));
+  };
+  return std::make_unique<TrainLoader>(cfg.data.train_pattern, "data.train_pattern", largest, cfg.model.vocab_size,
+                                       packing, std::move(geometry_at));
 }
 
 }  // namespace
@@ -59,10 +85,7 @@ Trainer::Trainer(const Config& cfg, const std::string& source, Comm& comm, const
     device_step_ = model_->make_device_step(cfg.optim, cfg.schedule, cfg.train.steps, source, comm, cfg.dist);
   init_params<float>(model_->table(), model_->params().data(), cfg.train.seed);
   model_->params_to_device();
-  loader_ = std::make_unique<PrefetchingLoader>(
-      std::make_unique<TrainLoader>(cfg.data.train_pattern, "data.train_pattern", geometry_, cfg.model.vocab_size,
-                                    Packing{cfg.data.bos_aligned, cfg.data.max_doc_len}),
-      /*pin_memory=*/device == "cuda");
+  loader_ = std::make_unique<PrefetchingLoader>(make_train_loader(cfg, comm), /*pin_memory=*/device == "cuda");
   if (cfg.data.val_tokens > 0) {
     val_ = std::make_unique<ValSet>(cfg.data.val_pattern, "data.val_pattern", cfg.data.val_tokens, cfg.val_seq_len(),
                                     cfg.model.vocab_size);
@@ -85,13 +108,15 @@ StepStats Trainer::train_step() {
   const StepBatch& batch = loader_->next();
   s.data_ms = ms_since(t);
 
-  const int B = geometry_.micro_batch, T = geometry_.seq_len;
+  const BatchGeometry& geo = batch.geometry;  // this step's (batch.stages)
+  const int B = geo.micro_batch, T = geo.seq_len;
   const size_t per_micro = static_cast<size_t>(B) * T;
-  const float loss_scale = 1.0f / static_cast<float>(cfg_.batch.global_tokens);
+  s.tokens = geo.global_tokens();
+  const float loss_scale = 1.0f / static_cast<float>(s.tokens);
   s.attn_window = apply_attention_schedule(&s.attn_scale);
   model_->zero_grad();
   double loss_sum = 0;
-  for (int m = 0; m < geometry_.grad_accum; ++m) {
+  for (int m = 0; m < geo.grad_accum; ++m) {
     t = Clock::now();
     loss_sum += model_->forward(batch.inputs.data() + m * per_micro, batch.targets.data() + m * per_micro, B, T,
                                batch.doc_ids.data() + m * per_micro);
@@ -101,13 +126,13 @@ StepStats Trainer::train_step() {
       optimizer_.observe_attention_logits(model_->max_attention_logits(), cfg_.model.n_head);  // QK-clip, diagnostics
     s.forward_ms += ms_since(t);
     t = Clock::now();
-    if (device_step_ && m == geometry_.grad_accum - 1) device_step_->begin_last_backward();
+    if (device_step_ && m == geo.grad_accum - 1) device_step_->begin_last_backward();
     model_->backward(loss_scale);
     s.backward_ms += ms_since(t);
   }
   if (device_step_) {  // all-reduce, norm, clipping and the update on the device
     t = Clock::now();
-    double loss = loss_sum / geometry_.grad_accum;
+    double loss = loss_sum / geo.grad_accum;
     comm_.allreduce_sum(&loss, 1, "train loss");
     s.train_loss = loss / comm_.world();
     device_step_->allreduce_grads();
@@ -124,7 +149,7 @@ StepStats Trainer::train_step() {
   }
   model_->grads_to_host();
   t = Clock::now();
-  double loss = loss_sum / geometry_.grad_accum;
+  double loss = loss_sum / geo.grad_accum;
   comm_.allreduce_sum(&loss, 1, "train loss");
   s.train_loss = loss / comm_.world();
   auto& grads = model_->grads();
@@ -242,6 +267,7 @@ void Trainer::load_checkpoint(const std::string& path) {
     pos.shard = h.at("loader").at("shard").get<int>();
     pos.offset = h.at("loader").at("offset").get<int64_t>();
     pos.epoch = h.at("loader").at("epoch").get<int64_t>();
+    pos.step = step_;  // the next batch is that of the step after the checkpoint
     loader_->set_position(pos);
   } catch (const nlohmann::json::exception& e) {
     fail("checkpoint ", path, ": incomplete header: ", e.what());
@@ -359,6 +385,11 @@ void run_training(const RunOptions& options) {
                 m.n_layer, m.d_model, m.n_head, format_count(static_cast<double>(trainer.model().table().total())).c_str(),
                 static_cast<long long>(cfg.batch.global_tokens), cfg.batch.micro_batch, cfg.batch.seq_len,
                 trainer.grad_accum(), comm->world());
+    if (!cfg.batch.stages.empty())
+      std::printf("batch stages: %zu over the %d scheduled steps, from %lld tokens in sequences of %d (muongpt info lists "
+                  "them); the extension steps train the batch above\n",
+                  cfg.batch.stages.size(), scheduled_steps(cfg.schedule, cfg.train.steps),
+                  static_cast<long long>(cfg.batch.stages[0].global_tokens), cfg.batch.stages[0].seq_len);
     std::printf("run directory: %s%s\n", out_dir.c_str(),
                 resume_from.empty() ? "" : str(" (resumed from ", resume_from, ", step ", start_step, ")").c_str());
     std::fflush(stdout);
@@ -388,21 +419,24 @@ void run_training(const RunOptions& options) {
   std::string last_checkpoint;
   const int width = static_cast<int>(std::to_string(cfg.train.steps).size());
   int timed_steps = 0;
+  double timed_tokens = 0;  // tokens of the timed steps (batch.stages vary them)
+  const double total_tokens = static_cast<double>(tokens_before(cfg.batch, cfg.schedule, cfg.train.steps, cfg.train.steps));
   while (trainer.step() < cfg.train.steps) {
     const StepStats s = trainer.train_step();
     last_train = s.train_loss;
     // The first step includes one-off costs (page faults, thread start-up); keep it out of the rate.
     if (trainer.step() > start_step + 1 || cfg.train.steps - start_step == 1) {
       train_seconds += s.step_ms / 1000.0;
+      timed_tokens += static_cast<double>(s.tokens);
       ++timed_steps;
     }
     if (root) {
-      const double step_s = timed_steps ? train_seconds / timed_steps : s.step_ms / 1000.0;
-      const double tok_s = cfg.batch.global_tokens / step_s;
+      const double tok_s = timed_steps ? timed_tokens / train_seconds : static_cast<double>(s.tokens) / (s.step_ms / 1000.0);
       const std::vector<double> lrs = trainer.optimizer().group_lrs(s.step - 1);
       nlohmann::json rec = {{"step", s.step},           {"train_loss", s.train_loss}, {"lr_factor", s.lr_factor},
                             {"grad_norm", s.grad_norm}, {"tokens", trainer.tokens_seen()},
                             {"step_ms", s.step_ms},     {"tokens_per_s", tok_s}};
+      if (!cfg.batch.stages.empty()) rec["batch_tokens"] = s.tokens;
       if (s.attn_window >= 0) rec["attn_window"] = s.attn_window;
       if (cfg.schedule.window_stages.enabled()) rec["attn_scale"] = s.attn_scale;
       if (!trainer.optimizer_on_device()) {  // the device optimizer does not measure the update RMS
@@ -415,7 +449,7 @@ void run_training(const RunOptions& options) {
       if (diag.step == s.step - 1) rec["diagnostics"] = diag.to_json(cfg.optim);
       metrics.write(rec);
       if (s.step % cfg.train.log_every == 0 || s.step == cfg.train.steps) {
-        const double eta = step_s * (cfg.train.steps - s.step);
+        const double eta = (total_tokens - static_cast<double>(trainer.tokens_seen())) / tok_s;
         std::printf("step %*d/%d | loss %.4f | lr %.2e | %s tok/s | %.0f ms | ETA %s\n", width, s.step,
                     cfg.train.steps, s.train_loss, lrs.empty() ? 0.0 : lrs[0],
                     format_count(tok_s).c_str(), s.step_ms, format_duration(eta).c_str());
@@ -440,7 +474,7 @@ void run_training(const RunOptions& options) {
   }
 
   if (root) {
-    const double tok_s = timed_steps ? cfg.batch.global_tokens * timed_steps / train_seconds : 0.0;
+    const double tok_s = timed_steps ? timed_tokens / train_seconds : 0.0;
     nlohmann::json summary = {
         {"name", cfg.meta.name.empty() ? fs::path(out_dir).filename().string() : cfg.meta.name},
         {"steps", trainer.step()},

@@ -23,6 +23,7 @@
 
 #include "config/config.h"
 #include "data/loader.h"
+#include "optim/schedule.h"
 #include "dist/comm.h"
 #include "optim/optimizer.h"
 #include "train/model_backend.h"
@@ -35,6 +36,7 @@ struct StepStats {
   double lr_factor = 0;
   double grad_norm = 0;
   double step_ms = 0, data_ms = 0, forward_ms = 0, backward_ms = 0, comm_ms = 0, optim_ms = 0;
+  long long tokens = 0;  // the step's global batch (batch.stages)
   int attn_window = -1;  // largest attention window of the step under a window schedule; -1 = none
   double attn_scale = 0;  // its softmax scale (under a window schedule)
 };
@@ -62,12 +64,13 @@ class Trainer {
   double evaluate();  // mean val loss over data.val_tokens tokens (same on every rank)
 
   int step() const { return step_; }
-  int64_t tokens_seen() const { return static_cast<int64_t>(step_) * cfg_.batch.global_tokens; }
+  int64_t tokens_seen() const { return tokens_before(cfg_.batch, cfg_.schedule, step_, cfg_.train.steps); }
   const Config& config() const { return cfg_; }
   ModelBackend& model() { return *model_; }
   Optimizer<float>& optimizer() { return optimizer_; }
   // True when the optimizer runs on the device (see DeviceStep).
   bool optimizer_on_device() const { return device_step_ != nullptr; }
+  // Micro-steps per step with batch.global_tokens / batch.seq_len (every stage of batch.stages has its own).
   int grad_accum() const { return geometry_.grad_accum; }
 
  private:

@@ -104,6 +104,8 @@ declare -A EXPECTED_PARAMS=(
   [41_normuon]=268665614
   [42_fix_muon_lr]=268665614
   [43_cautious_wd]=268665614
+  [45_refine_skip]=268665614
+  [46_batch_size_schedule]=268665614
 )
 
 # CPU size: 2 blocks of width 32 (2 heads), 2 micro-batches of 2 x 16 tokens
@@ -113,7 +115,7 @@ declare -A EXPECTED_PARAMS=(
 SHRINK=(--set model.d_model=32 --set model.n_head=2
   --set batch.seq_len=16 --set batch.micro_batch=2 --set batch.global_tokens=64
   --set data.val_tokens=256 --set data.val_seq_len=0 --set train.steps=2 --set schedule.extension_steps=0
-  --set schedule.window_stages.extension_window=0
+  --set schedule.window_stages.extension_window=0 --set "batch.stages=[]"
   --set train.eval_every=0 --set train.checkpoint_every=0
   --set "data.train_pattern=data/tiny/train_*.bin" --set "data.val_pattern=data/tiny/val_*.bin")
 

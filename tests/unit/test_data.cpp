@@ -341,6 +341,51 @@ TEST_CASE("BOS-aligned packing: the same sequences for any world size, and exact
   REQUIRE(resumed.next().inputs == reference[3]);
 }
 
+TEST_CASE("a batch-size schedule gives each step its geometry, read on from the previous step", "[data][loader]") {
+  std::vector<int> lengths;
+  for (int i = 0; i < 400; ++i) lengths.push_back(2 + (i * 13) % 31);
+  const std::string contiguous = make_shards("geometry_steps", {4000});
+  const std::string documents = make_document_shard("geometry_bos", lengths);
+  // steps 0-1: 4 sequences of 6 tokens; steps 2-3: 4 of 9; from step 4: 2 of 12 (as three batch stages)
+  const GeometryAt stages = [](int64_t step) {
+    return step < 2 ? BatchGeometry{2, 6, 2, 0, 1} : step < 4 ? BatchGeometry{2, 9, 2, 0, 1} : BatchGeometry{2, 12, 1, 0, 1};
+  };
+  for (bool bos : {false, true}) {
+    INFO("bos_aligned " << bos);
+    const std::string& pattern = bos ? documents : contiguous;
+    TrainLoader loader(pattern, "data.train_pattern", BatchGeometry{2, 9, 2, 0, 1}, 50257, Packing{bos, 0}, stages);
+    std::vector<StepBatch> steps;
+    for (int s = 0; s < 6; ++s) {
+      steps.push_back(loader.next());
+      const BatchGeometry want = stages(s);
+      REQUIRE(steps.back().geometry.seq_len == want.seq_len);
+      REQUIRE(steps.back().geometry.grad_accum == want.grad_accum);
+      REQUIRE(steps.back().inputs.size() == static_cast<size_t>(want.global_tokens()));
+      REQUIRE(steps.back().doc_ids.size() == steps.back().inputs.size());
+      REQUIRE(steps.back().position.step == s);
+    }
+    if (!bos) {  // contiguous: each step starts where the previous one's tokens ended
+      REQUIRE(steps[1].position.offset == 24);
+      REQUIRE(steps[2].position.offset == 48);
+      REQUIRE(steps[3].position.offset == 48 + 36);
+      REQUIRE(steps[4].position.offset == 48 + 72);
+      REQUIRE(steps[4].inputs[0] == 120);
+    } else {  // every sequence starts a document
+      for (const StepBatch& b : steps)
+        for (size_t i = 0; i < b.inputs.size(); i += static_cast<size_t>(b.geometry.seq_len))
+          REQUIRE(b.inputs[i] == 50256);
+    }
+    // a resumed loader (position with its step) continues with the same batches and geometry
+    TrainLoader resumed(pattern, "data.train_pattern", BatchGeometry{2, 9, 2, 0, 1}, 50257, Packing{bos, 0}, stages);
+    resumed.set_position(steps[3].position);
+    for (int s = 3; s < 6; ++s) {
+      const StepBatch b = resumed.next();
+      REQUIRE(b.geometry.seq_len == steps[s].geometry.seq_len);
+      REQUIRE(b.inputs == steps[s].inputs);
+    }
+  }
+}
+
 TEST_CASE("BOS-aligned packing: a shard too short for one step is an error", "[data][loader]") {
   const std::string pattern = make_document_shard("bos_short", {40, 3});
   BatchGeometry g{2, 8, 1, 0, 1};  // needs 2 documents' starts, but 40 tokens suffice by count

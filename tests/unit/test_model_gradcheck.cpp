@@ -3,6 +3,8 @@
 #include "gradcheck.h"
 #include "model/gpt.h"
 #include "model_fixtures.h"
+#include "model/params.h"
+#include "util/error.h"
 
 using namespace muongpt;
 using namespace muongpt::test;
@@ -118,6 +120,50 @@ TEST_CASE("model gradients, a skipped block and fewer U-net skips", "[model][gra
   m.unet_skip_blocks = 2;
   m.unet_skip_gate = "sigmoid";
   check_model_gradients(m, "block 0 skipped, skips into blocks 3 and 4 only");
+}
+
+TEST_CASE("model gradients, one chosen U-net skip (record #45)", "[model][gradcheck]") {
+  ModelConfig m = value_embed_model();  // the state after block 1 into block 4 only; backout after block 2
+  m.n_layer = 6;
+  m.value_embed_layers = {-1, 0, 1, -1, 1, 0};
+  m.attention_free_layers = {0, 3};
+  m.mlp_free_layers = {0};
+  m.attn_window = {0, 4, 2, 0, 4, 2};
+  m.unet_skip_layers = {4};
+  m.unet_skip_gate = "sigmoid";
+  m.backout_layer = 2;
+  m.init.x0_lambdas = {1.1, 0.0};
+  check_model_gradients(m, "one skip, into block 4");
+}
+
+TEST_CASE("model.unet_skip_layers picks the decoder blocks, init.x0_lambdas starts the x0 shortcut", "[model]") {
+  ModelConfig m;
+  m.n_layer = 12;
+  m.unet_skips = true;
+  m.x0_shortcut = true;
+  m.attention_free_layers = {0, 7};
+  m.mlp_free_layers = {0};
+  m.init.x0_lambdas = {1.1, 0.0};
+  for (int l = 0; l < 12; ++l) REQUIRE(m.unet_skip_source(l) == (l >= 6 ? 12 - l : -1));  // all six
+  m.unet_skip_blocks = 5;  // record #35: the last block none
+  REQUIRE(m.unet_skip_source(10) == 2);
+  REQUIRE(m.unet_skip_source(11) == -1);
+  m.unet_skip_blocks = 0;
+  m.unet_skip_layers = {7};  // record #45: block 4's output (boundary 5) into block 7
+  for (int l = 0; l < 12; ++l) REQUIRE(m.unet_skip_source(l) == (l == 7 ? 5 : -1));
+  m.unet_skip_layers = {11, 6};  // any decoder blocks, in any order
+  for (int l = 0; l < 12; ++l) REQUIRE(m.unet_skip_source(l) == (l == 6 ? 6 : l == 11 ? 1 : -1));
+
+  const ParamTable table(m);
+  std::vector<float> params(table.total());
+  init_params(table, params.data(), 1);
+  for (int l = 1; l < 12; ++l) {
+    const ParamSpec* lam = table.find(str("blocks.", l, ".x0_lambdas"));
+    REQUIRE(lam != nullptr);
+    CHECK(params[lam->offset] == Approx(1.1f));
+    CHECK(params[lam->offset + 1] == 0.0f);
+  }
+  REQUIRE(table.find("skip_weights")->numel == 6);  // indexed by decoder position, whichever blocks use them
 }
 
 TEST_CASE("model gradients, backout", "[model][gradcheck]") {

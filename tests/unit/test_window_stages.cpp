@@ -218,10 +218,89 @@ TEST_CASE("window stages, gates and MLP-free blocks are checked with clear error
   check({"schedule.extension_window=16"}, {"schedule.extension_window"});
   check({"schedule.kind=\"cosine\"", "schedule.extension_lr=\"clamp\""}, {"schedule.extension_lr", "cosine"});
   check({"model.backout_layer=3"}, {"model.backout_layer", "3 is outside [-1, n_layer - 2 = 2]"});
+  check({"model.unet_skips=true", "model.unet_skip_layers=[1]"},
+        {"model.unet_skip_layers[0]", "1 is not a decoder block in [n_layer/2 = 2, n_layer = 4)"});
+  check({"model.unet_skips=true", "model.unet_skip_layers=[3,3]"}, {"model.unet_skip_layers[0]", "listed twice"});
+  check({"model.unet_skips=false", "model.unet_skip_layers=[3]"}, {"model.unet_skip_layers", "unet_skips is off"});
+  check({"model.unet_skips=true", "model.unet_skip_layers=[3]", "model.unet_skip_blocks=1"},
+        {"model.unet_skip_layers", "unet_skip_blocks = 1", "set one"});
+  check({"model.unet_skips=true", "model.unet_skip_layers=[3]", "model.attention_free_layers=[3]",
+         "model.mlp_free_layers=[3]"},
+        {"model.unet_skip_layers[0]", "block 3 is skipped whole"});
+  check({"model.init.x0_lambdas=[1.0]"}, {"model.init.x0_lambdas", "has 1 entries"});
+  check({"batch.stages=[{\"global_tokens\": 1024, \"seq_len\": 256}]"},
+        {"batch.stages[0].seq_len", "256 is outside [1, batch.seq_len = 128]"});
+  check({"batch.stages=[{\"global_tokens\": 1024, \"seq_len\": 64}, {\"global_tokens\": 1000, \"seq_len\": 64}]"},
+        {"batch.stages[1].global_tokens", "1000 is not a positive multiple of micro_batch*seq_len*world_size = 8*64*1"});
+  check({"schedule.peak_changes=[{\"after\": 0.5, \"peak\": 2.0}, {\"after\": 0.4, \"peak\": 3.0}]"},
+        {"schedule.peak_changes[1].after", "0.4 is not after the previous change's 0.5"});
+  check({"schedule.peak_changes=[{\"after\": 1.0, \"peak\": 2.0}]"}, {"schedule.peak_changes[0].after", "outside [0, 1)"});
+  check({"schedule.peak_changes=[{\"after\": 0.5, \"peak\": 0}]"}, {"schedule.peak_changes[0].peak", "positive"});
+  check({"schedule.kind=\"cosine\"", "schedule.peak_changes=[{\"after\": 0.5, \"peak\": 2.0}]"},
+        {"schedule.peak_changes", "wsd", "cosine"});
   validate_config(load_config(tiny, {windows, "schedule.window_stages.windows=[8,12]",
                                      "schedule.window_stages.final_eval=16", "schedule.window_stages.yarn=true",
                                      "schedule.window_stages.scale_log_factor=0.2"}),
                   "tiny", 1);
+}
+
+TEST_CASE("batch stages: step s < N trains stage floor(K s/N), the extension the batch itself", "[schedule][batch]") {
+  BatchConfig b;
+  b.global_tokens = 393216;
+  b.seq_len = 49152;
+  b.stages = {{131072, 16384}, {262144, 32768}, {393216, 49152}};
+  ScheduleConfig s;
+  s.extension_steps = 40;
+  const int total = 2160, n = 2120;  // record #46: 2,120 scheduled steps + 40
+  long long tokens = 0;
+  for (int step = 0; step < total; ++step) {
+    INFO("step " << step);
+    // the record's get_bs: schedule[int(len(schedule) * step / N)] for step < N, else the extension's
+    const long long want = step >= n ? 393216 : std::vector<long long>{131072, 262144, 393216}[static_cast<size_t>(
+                                                    3 * (static_cast<double>(step) / n))];
+    const BatchShape shape = batch_at(b, s, step, total);
+    REQUIRE(shape.global_tokens == want);
+    REQUIRE(shape.seq_len == want / 8);
+    REQUIRE(tokens_before(b, s, step, total) == tokens);
+    tokens += want;
+  }
+  REQUIRE(batch_at(b, s, 706, total).global_tokens == 131072);  // 3 * 706 / 2120 = 0.9991
+  REQUIRE(batch_at(b, s, 707, total).global_tokens == 262144);
+  REQUIRE(batch_at(b, s, 1414, total).global_tokens == 393216);
+  REQUIRE(tokens_before(b, s, total, total) == tokens);
+  b.stages.clear();  // no stages: the one batch, every step
+  REQUIRE(batch_at(b, s, 5, total).global_tokens == 393216);
+  REQUIRE(tokens_before(b, s, 10, total) == 3932160);
+}
+
+TEST_CASE("the wsd peak steps at peak_changes and the cooldown starts from the current peak", "[schedule]") {
+  ScheduleConfig s;
+  s.kind = "wsd";
+  s.cooldown_frac = 0.55;
+  s.final_lr_frac = 0.1;
+  s.extension_steps = 40;
+  s.peak_changes = {{0.33, 1.51}, {0.66, 1.93}};
+  const int total = 2160, n = 2120;
+  const auto record = [&](int step) {  // record #46's get_lr
+    if (step > n) return 0.1;
+    double lr_max = 1.0;
+    const double x = static_cast<double>(step) / n;
+    if (x > 0.33) lr_max = 1.51;
+    if (x > 0.66) lr_max = 1.93;
+    if (x >= 1 - 0.55) {
+      const double w = (1 - x) / 0.55;
+      return lr_max * w + (1 - w) * 0.1;
+    }
+    return lr_max;
+  };
+  for (int step = 0; step < total; ++step) {
+    INFO("step " << step);
+    REQUIRE(std::abs(lr_factor(s, step, total) - record(step)) < 1e-15);
+  }
+  REQUIRE(lr_factor(s, 699, total) == 1.0);  // 699/2120 = 0.3297
+  REQUIRE(lr_factor(s, 700, total) == 1.51);
+  s.peak_changes.clear();
+  REQUIRE(lr_factor(s, 700, total) == 1.0);
 }
 
 TEST_CASE("the trainer trains and evaluates each step with the stage's windows, scale and RoPE", "[schedule][window]") {
@@ -274,8 +353,21 @@ struct RecordSchedule {
   bool lr_over_all_steps = false;  // #41: get_lr divides by num_iterations, extension included
   bool ws_divides_by_n = false;    // #42 on: x = s / N, the extension steps at ws_final
   int momentum = 0;                // 39: kept from step 299 (#39, #40); 41: get_muon_momentum (#41 on); 0: unchecked
+  bool batch_peaks = false;        // #46: get_lr's peak 1, 1.51, 1.93 with the batch, 0.1 from step N
 
   double lr(int s) const {
+    if (batch_peaks) {
+      if (s > N) return 0.1;
+      double lr_max = 1.0;
+      const double x = static_cast<double>(s) / N;
+      if (x > 0.33) lr_max = 1.51;
+      if (x > 0.66) lr_max = 1.93;
+      if (x >= 1 - cooldown_frac) {
+        const double w = (1 - x) / cooldown_frac;
+        return lr_max * w + (1 - w) * 0.1;
+      }
+      return lr_max;
+    }
     const double x = std::min(0.9999, static_cast<double>(s) / (lr_over_all_steps ? total : N));
     if (x < 1 - cooldown_frac) return 1.0;
     const double w = (1 - x) / cooldown_frac;
@@ -305,19 +397,22 @@ struct RecordSchedule {
 
 }  // namespace
 
-TEST_CASE("configs #35-#43 follow their records' lr, windows and momentum at every step", "[schedule][window]") {
+TEST_CASE("configs #35-#46 follow their records' lr, windows and momentum at every step", "[schedule][window]") {
   struct Case {
     const char* config;
     RecordSchedule record;
+    long long tokens = 262144;  // per step (8 GPUs x one sequence), from #39 on; #46: its get_bs
   };
   const Case cases[] = {
-      {"35_drop_attn", {1640, 1680, 0.5}},
-      {"38_polar_express", {1630, 1670, 0.5}},
+      {"35_drop_attn", {1640, 1680, 0.5}, 393216},
+      {"38_polar_express", {1630, 1670, 0.5}, 393216},
       {"39_custom_batching", {2380, 2420, 0.4, false, false, 39}},
       {"40_backout", {2290, 2330, 0.45, false, false, 39}},
       {"41_normuon", {2275, 2315, 0.45, true, false, 41}},
       {"42_fix_muon_lr", {2245, 2285, 0.5, false, true, 41}},
       {"43_cautious_wd", {2205, 2245, 0.5, false, true, 41}},
+      {"45_refine_skip", {2185, 2225, 0.5, false, true, 41}},
+      {"46_batch_size_schedule", {2120, 2160, 0.55, false, true, 41, true}},
   };
   const int long_layers[] = {4, 11};
   for (const Case& c : cases) {
@@ -330,6 +425,15 @@ TEST_CASE("configs #35-#43 follow their records' lr, windows and momentum at eve
     for (int s = 0; s <= r.total; ++s) {
       INFO("step " << s);
       if (s < r.total) REQUIRE(std::abs(lr_factor(cfg.schedule, s, r.total) - r.lr(s)) < 1e-15);
+      if (s < r.total) {  // get_bs (#46) or the one batch, 8 GPUs x one sequence each
+        const long long bs = !r.batch_peaks ? c.tokens
+                             : s >= r.N    ? 393216
+                                           : std::array<long long, 3>{131072, 262144, 393216}[static_cast<size_t>(
+                                                 3 * (static_cast<double>(s) / r.N))];
+        const BatchShape b = batch_at(cfg.batch, cfg.schedule, s, r.total);
+        REQUIRE(b.global_tokens == bs);
+        REQUIRE(b.seq_len == bs / 8);
+      }
       const auto [short_ws, long_ws] = r.ws(s);
       const std::vector<int> windows = attention_windows_at(cfg.model, cfg.schedule, s, r.total);
       for (int l = 0; l < 12; ++l) {

@@ -67,6 +67,25 @@ void print_attention_windows(const Config& cfg) {
               ww.layers.c_str());
 }
 
+// The training tokens, and under batch.stages the step each batch starts at.
+void print_batches(const Config& cfg) {
+  const int steps = cfg.train.steps;
+  const long long total = tokens_before(cfg.batch, cfg.schedule, steps, steps);
+  std::printf("training tokens:       %lld (%s) in %d steps\n", total, format_count(static_cast<double>(total)).c_str(),
+              steps);
+  if (cfg.batch.stages.empty()) return;
+  std::string line;
+  BatchShape previous;
+  for (int step = 0; step < steps; ++step) {
+    const BatchShape b = batch_at(cfg.batch, cfg.schedule, step, steps);
+    if (step > 0 && b.global_tokens == previous.global_tokens && b.seq_len == previous.seq_len) continue;
+    line += str(line.empty() ? "" : ", ", "from step ", step, ": ", b.global_tokens, " tokens in sequences of ",
+                b.seq_len);
+    previous = b;
+  }
+  std::printf("batch stages:          %s\n", line.c_str());
+}
+
 // The validation sequences, and for sequences longer than batch.seq_len the
 // chunks of the final evaluation (the longest windows) and the work they add.
 void print_validation(const Config& cfg) {
@@ -118,8 +137,9 @@ void print_model_info(const RunOptions& o) {
   std::printf("FLOPs per token:       %.3g (forward+backward: 6*N_matmul %.3g + attention %.3g; %s)\n",
               e.flops_per_token, e.flops_per_token - e.attention_flops_per_token, e.attention_flops_per_token,
               cfg.model.attn_window.empty() ? "causal: 6*L*C*T" : "12*C*keys per layer, sliding windows");
-  std::printf("FLOPs per step:        %.3g (%lld tokens)\n", e.flops_per_token * cfg.batch.global_tokens,
-              static_cast<long long>(cfg.batch.global_tokens));
+  std::printf("FLOPs per step:        %.3g (%lld tokens%s)\n", e.flops_per_token * cfg.batch.global_tokens,
+              static_cast<long long>(cfg.batch.global_tokens), cfg.batch.stages.empty() ? "" : ", the extension steps' batch");
+  print_batches(cfg);
   print_attention_windows(cfg);
   print_validation(cfg);
   std::printf("memory (CPU, fp32):    params %.2f GB, grads %.2f GB, optimizer %.2f GB, activations %.2f GB, total %.2f GB\n",
